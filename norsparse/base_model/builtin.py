@@ -1,0 +1,182 @@
+"""The builtin base model: a tiny NorBERT4-style masked LM built from the training text.
+
+It lets the whole pipeline run offline on a CPU in minutes. It is built
+deterministically from a seed and the prepared training text: a WordPiece
+tokenizer, the GPT-BERT miniature in ``gptbert_remote/`` (remote code with the
+same soft-capped head as NorBERT4) and a short masked-LM pre-training. The
+result is written the way a hub snapshot of ``ltg/norbert4-*`` looks
+(``config.json`` with ``auto_map``, the remote-code files, ``model.safetensors``,
+the tokenizer), so ``patch`` treats it exactly like the real model.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import shutil
+import time
+from collections import Counter
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+from tqdm.auto import tqdm
+
+from ..params import BuiltinParams
+
+log = logging.getLogger(__name__)
+
+REMOTE_CODE = Path(__file__).parent / "gptbert_remote"
+# NorBERT4's special-token ids: unk 0, bos 1, eos 2, pad 3, mask 4.
+SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<pad>", "<mask>"]
+AUTO_MAP = {
+    "AutoConfig": "configuration_gptbert.GptBertConfig",
+    "AutoModel": "modeling_gptbert.GptBertModel",
+    "AutoModelForMaskedLM": "modeling_gptbert.GptBertForMaskedLM",
+}
+
+
+def wordpiece_vocabulary(words: Counter, size: int) -> list[str]:
+    """A WordPiece vocabulary chosen by frequency, with ties broken alphabetically.
+
+    ``tokenizers``' own trainer breaks ties in hash order, so two runs on the same
+    text give different vocabularies; this one is a pure function of the text.
+    Candidates are word-initial pieces (whole words and prefixes) and ``##``
+    continuations (suffixes), scored by how many characters they cover.
+    """
+    chars = sorted({c for word in words for c in word})
+    base = SPECIAL_TOKENS + chars + [f"##{c}" for c in chars]
+    scores: Counter = Counter()
+    for word, count in words.items():
+        scores[word] += count * len(word)
+        for k in range(2, len(word)):
+            scores[word[:k]] += count * k // 2
+        for k in range(1, len(word) - 1):
+            if len(word) - k <= 6:
+                scores[f"##{word[k:]}"] += count * (len(word) - k) // 2
+    ranked = sorted((piece for piece in scores if piece not in base and scores[piece] > 1),
+                    key=lambda piece: (-scores[piece], piece))
+    return base + ranked[: max(0, size - len(base))]
+
+
+def train_tokenizer(texts: list[str], vocab_size: int, max_length: int):
+    """A lower-casing WordPiece tokenizer that adds ``<s> … </s>`` like NorBERT4's."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    words: Counter = Counter()
+    for text in texts:
+        words.update(word for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
+    vocabulary = wordpiece_vocabulary(words, vocab_size)
+    tokenizer = Tokenizer(models.WordPiece({piece: i for i, piece in enumerate(vocabulary)}, unk_token="<unk>", max_input_chars_per_word=50))
+    tokenizer.normalizer = normalizer
+    tokenizer.pre_tokenizer = pre_tokenizer
+    tokenizer.decoder = decoders.WordPiece()
+    tokenizer.add_special_tokens(SPECIAL_TOKENS)
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", pair="<s> $A </s> $B </s>", special_tokens=[("<s>", 1), ("</s>", 2)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
+        pad_token="<pad>", mask_token="<mask>", model_max_length=max_length,
+    )
+
+
+def model_config(params: BuiltinParams, vocab_size: int) -> dict:
+    head = params.hidden_size // params.num_attention_heads
+    return {
+        "architectures": ["GptBertForMaskedLM"],
+        "model_type": "gpt_bert",
+        "auto_map": AUTO_MAP,
+        "vocab_size": vocab_size,
+        "hidden_size": params.hidden_size,
+        "intermediate_size": params.intermediate_size,
+        "num_layers": params.num_layers,
+        "num_attention_heads": params.num_attention_heads,
+        "query_key_head_size": head,
+        "value_head_size": head,
+        "max_sequence_length": params.max_length,
+        "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 3, "mask_token_id": 4,
+    }
+
+
+def write_remote_code(folder: Path, config: dict) -> None:
+    for source in REMOTE_CODE.glob("*.py"):
+        shutil.copy(source, folder / source.name)
+    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+
+
+def _batches(encoded: list[list[int]], batch_size: int, rng: random.Random) -> list[list[list[int]]]:
+    """Length-bucketed batches in random order: little padding, still shuffled."""
+    order = sorted(range(len(encoded)), key=lambda i: (len(encoded[i]), rng.random()))
+    batches = [[encoded[i] for i in order[s:s + batch_size]] for s in range(0, len(order), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def pretrain(model, tokenizer, texts: list[str], params: BuiltinParams) -> dict:
+    """A short masked-LM pre-training through the model's own (capped, shifted) loss."""
+    from transformers import DataCollatorForLanguageModeling
+
+    rng = random.Random(params.seed)
+    encoded = tokenizer(texts, truncation=True, max_length=params.max_length)["input_ids"]
+    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15, seed=params.seed)
+    steps_per_epoch = math.ceil(len(encoded) / params.pretrain_batch_size)
+    total = max(1, int(steps_per_epoch * params.pretrain_epochs))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=params.pretrain_learning_rate, weight_decay=0.01)
+    warmup = max(1, total // 10)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup)))
+    )
+    model.train()
+    losses: list[float] = []
+    step = 0
+    with tqdm(total=total, desc="pre-training builtin masked LM", unit="step", disable=None, mininterval=1.0) as bar:
+        while step < total:
+            for batch_ids in _batches(encoded, params.pretrain_batch_size, rng):
+                if step >= total:
+                    break
+                batch = collator([{"input_ids": ids} for ids in batch_ids])
+                loss = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                losses.append(loss.item())
+                step += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
+    model.eval()
+    first, last = losses[: max(1, len(losses) // 10)], losses[-max(1, len(losses) // 10):]
+    return {"steps": total, "loss_start": sum(first) / len(first), "loss_end": sum(last) / len(last)}
+
+
+def build_builtin_model(texts: list[str], params: BuiltinParams, out: Path) -> dict:
+    """Write a hub-like snapshot of the builtin model to ``out``; return a report."""
+    from transformers import AutoConfig, AutoModelForMaskedLM
+
+    started = time.perf_counter()
+    random.seed(params.seed)
+    torch.manual_seed(params.seed)
+    texts = sorted({t for t in texts if isinstance(t, str) and t.strip()})
+    tokenizer = train_tokenizer(texts, params.vocab_size, params.max_length)
+    log.info("builtin tokenizer: WordPiece, %d tokens, trained on %d texts", len(tokenizer), len(texts))
+    out.mkdir(parents=True, exist_ok=True)
+    write_remote_code(out, model_config(params, len(tokenizer)))
+    config = AutoConfig.from_pretrained(out, trust_remote_code=True)
+    torch.manual_seed(params.seed)
+    model = AutoModelForMaskedLM.from_config(config, trust_remote_code=True)
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info("builtin model: %d layers, hidden %d, %.2f M parameters", params.num_layers, params.hidden_size, n_params / 1e6)
+    report = pretrain(model, tokenizer, texts, params)
+    # Written by hand, as the published NorBERT4 code cannot save_pretrained under transformers 5.
+    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"), metadata={"format": "pt"})
+    tokenizer.save_pretrained(out)
+    report.update({"vocab_size": len(tokenizer), "parameters": n_params, "seconds": round(time.perf_counter() - started, 1)})
+    log.info("builtin model pre-trained: loss %.2f -> %.2f in %d steps (%.0f s)",
+             report["loss_start"], report["loss_end"], report["steps"], report["seconds"])
+    return report

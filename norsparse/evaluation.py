@@ -1,0 +1,96 @@
+"""Evaluation with mteb on local BEIR folders, beside a BM25 baseline.
+
+Any BEIR folder becomes an mteb retrieval task (``AbsTaskRetrieval`` filled from
+local files, so it never touches the Hub). The model is wrapped in
+``mteb.models.SparseEncoderWrapper`` (a bare SparseEncoder would be scored as a
+dense model), runs without a result cache (a cache keyed by model name silently
+returns stale scores for a retrained checkpoint) and under a name unique to its
+weights. BM25 is mteb's own bm25s baseline, with the Norwegian stemmer and
+stopwords that the task's language (nob-Latn) selects.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from pathlib import Path
+
+from .beir import load_beir
+
+log = logging.getLogger(__name__)
+SCORES = {"ndcg_at_10": "ndcg@10", "mrr_at_10": "mrr@10", "recall_at_100": "recall@100"}
+
+
+def task_name(folder: Path) -> str:
+    """An mteb task name for a folder: ``NorsparseLocal<CamelCasedPath>``."""
+    words = re.findall(r"[A-Za-z0-9]+", str(folder))
+    return "NorsparseLocal" + "".join(w[:1].upper() + w[1:] for w in words)
+
+
+def beir_task(folder: Path, name: str | None = None):
+    """An mteb retrieval task that reads ``folder`` (BEIR layout) from disk."""
+    from datasets import Dataset
+    from mteb.abstasks.retrieval import AbsTaskRetrieval
+    from mteb.abstasks.retrieval_dataset_loaders import RetrievalSplitData
+    from mteb.abstasks.task_metadata import TaskMetadata
+
+    folder = Path(folder)
+    data = load_beir(folder)  # read now: a bad folder fails before any model is loaded
+
+    def load_data(self, num_proc=None, **kwargs):
+        if self.data_loaded:
+            return
+        self.dataset = {"default": {"test": RetrievalSplitData(
+            corpus=Dataset.from_list([{"id": k, "title": v["title"], "text": v["text"]} for k, v in data.corpus.items()]),
+            queries=Dataset.from_list([{"id": k, "text": v} for k, v in data.queries.items()]),
+            relevant_docs=data.qrels,
+            top_ranked=None,
+        )}}
+        self.data_loaded = True
+
+    name = name or task_name(folder)
+    metadata = TaskMetadata(
+        name=name, description=f"Retrieval on the local BEIR folder {folder}",
+        dataset={"path": str(folder), "revision": "local"}, type="Retrieval", category="t2t",
+        eval_splits=["test"], eval_langs=["nob-Latn"], main_score="ndcg_at_10", bibtex_citation="",
+    )
+    return type(name, (AbsTaskRetrieval,), {"metadata": metadata, "load_data": load_data})()
+
+
+def model_fingerprint(folder: Path) -> str:
+    digest = hashlib.sha1()
+    for path in sorted(Path(folder).rglob("*")):
+        if path.is_file():
+            digest.update(path.relative_to(folder).as_posix().encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def _scores(result) -> dict[str, dict]:
+    return {tr.task_name: {ours: float(tr.scores["test"][0][theirs]) for theirs, ours in SCORES.items()}
+            for tr in result.task_results}
+
+
+def mteb_scores(model, tasks: list, name: str, batch_size: int) -> dict[str, dict]:
+    import mteb
+
+    model.model_card_data.model_name = name
+    wrapped = mteb.models.SparseEncoderWrapper(model)
+    return _scores(mteb.evaluate(wrapped, tasks, cache=None, encode_kwargs={"batch_size": batch_size}, show_progress_bar=False))
+
+
+def bm25_scores(tasks: list) -> dict[str, dict]:
+    import mteb
+
+    return _scores(mteb.evaluate(mteb.get_model("mteb/baseline-bm25s"), tasks, cache=None, show_progress_bar=False))
+
+
+def active_dims(model, folder: Path, batch_size: int) -> dict[str, float]:
+    """Mean non-zero dimensions of the query and document vectors the model emits for a BEIR folder."""
+    data = load_beir(folder)
+    queries = model.encode_query(list(data.queries.values()), batch_size=batch_size, convert_to_sparse_tensor=True)
+    documents = model.encode_document(list(data.documents().values()), batch_size=batch_size, convert_to_sparse_tensor=True)
+    return {
+        "query_active_dims": round(float(model.sparsity(queries)["active_dims"]), 2),
+        "document_active_dims": round(float(model.sparsity(documents)["active_dims"]), 2),
+    }

@@ -1,0 +1,49 @@
+"""SparsityFilter: the last module of every norsparse model.
+
+It zeroes the dimensions of special tokens (BOS, EOS, PAD, CLS, SEP, MASK, UNK),
+which are not words and must never count as active (NorBERT4's head prepends a
+fixed BOS row that would otherwise be active in every vector), and every value
+whose magnitude is below ``threshold``: the inference threshold that the
+``calibrate`` stage chooses. sentence-transformers prunes only by top-k
+(``max_active_dims``); this module is how a value threshold travels with a model.
+
+This file is self-contained (it imports only torch and sentence-transformers):
+norsparse copies it into every saved model folder, so that
+
+    SparseEncoder("path/to/model", trust_remote_code=True)
+
+emits the thresholded vectors without norsparse installed.
+"""
+from __future__ import annotations
+
+import torch
+from sentence_transformers.base.modules.module import Module
+
+
+class SparsityFilter(Module):
+    config_keys: list[str] = ["threshold", "masked_token_ids"]
+
+    def __init__(self, threshold: float = 0.0, masked_token_ids: list[int] | None = None) -> None:
+        super().__init__()
+        if threshold < 0:
+            raise ValueError(f"threshold must be >= 0, got {threshold}")
+        self.threshold = float(threshold)
+        self.masked_token_ids = sorted({int(i) for i in (masked_token_ids or [])})
+
+    def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        embedding = features["sentence_embedding"]
+        keep = torch.ones(embedding.shape[-1], dtype=torch.bool, device=embedding.device)
+        masked = [i for i in self.masked_token_ids if i < embedding.shape[-1]]
+        if masked:
+            keep[masked] = False
+        embedding = embedding * keep.to(embedding.dtype)
+        if self.threshold > 0:
+            embedding = embedding * (embedding.abs() >= self.threshold).to(embedding.dtype)
+        features["sentence_embedding"] = embedding
+        return features
+
+    def save(self, output_path: str, *args, safe_serialization: bool = True, **kwargs) -> None:
+        self.save_config(output_path)
+
+    def __repr__(self) -> str:
+        return f"SparsityFilter(threshold={self.threshold}, masked_token_ids={self.masked_token_ids})"
