@@ -118,6 +118,7 @@ class BuiltinParams(Strict):
     pretrain_epochs: Annotated[float, Field(gt=0)] = 6
     pretrain_batch_size: PositiveInt = 32
     pretrain_learning_rate: Annotated[float, Field(gt=0)] = 1e-3
+    target_active_dims: Annotated[int, Field(ge=8)] = 200
     seed: int = 42
 
     @model_validator(mode="after")
@@ -269,7 +270,8 @@ def describe_errors(error: ValidationError, source: str) -> str:
             lines.append(f"{source}: required key '{key}' is missing")
         else:
             where = f"{key}: " if key else ""
-            lines.append(f"{source}: {where}{item['msg']} (got {item['input']!r})")
+            message = item["msg"].removeprefix("Value error, ")
+            lines.append(f"{source}: {where}{message} (got {item['input']!r})")
     return "\n".join(lines)
 
 

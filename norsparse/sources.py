@@ -13,13 +13,13 @@ split, a hub id without a revision, an unreachable hub.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from .beir import DataError, document_text, is_beir_folder, load_beir, qrels_path, read_qrels
+from .hub import unreachable
 from .params import COMMIT_SHA, HUB_ID, SourceSpec
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,6 @@ DEFAULT_COLUMNS = {
     "title": ("title",),
 }
 LOCAL_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
-HUB_TIMEOUT_S = 10
 
 
 def source_kind(spec: SourceSpec) -> str:
@@ -72,18 +71,13 @@ def check_source(spec: SourceSpec) -> str:
 
 
 def _hub_reachable(spec: SourceSpec) -> None:
-    if os.environ.get("HF_HUB_OFFLINE") or os.environ.get("HF_DATASETS_OFFLINE"):
-        return  # offline mode: datasets uses its local cache or fails by itself, quickly
-    from huggingface_hub import HfApi
-
-    try:
-        HfApi().dataset_info(spec.path, revision=spec.revision, timeout=HUB_TIMEOUT_S)
-    except Exception as error:  # noqa: BLE001 - any failure here means we cannot fetch it
+    problem = unreachable(spec.path, spec.revision, "dataset")
+    if problem:
         raise DataError(
-            f"source {spec.name!r}: cannot fetch hub dataset {spec.path!r} at revision {spec.revision!r} "
-            f"({type(error).__name__}: {str(error).splitlines()[0][:200]}). If it is in your local cache, "
-            "set HF_HUB_OFFLINE=1; otherwise use a local copy or the embedded default source (data/sample)."
-        ) from None
+            f"source {spec.name!r}: cannot fetch hub dataset {spec.path!r} at revision {spec.revision!r} ({problem}). "
+            "If it is in your local cache, set HF_HUB_OFFLINE=1; otherwise use a local copy or the embedded default "
+            "source (data/sample)."
+        )
 
 
 def _load_splits(spec: SourceSpec, kind: str) -> dict[str, Any]:

@@ -148,16 +148,22 @@ def assign_splits(rows: pd.DataFrame, dev: float, test: float, seed: int) -> pd.
     return split
 
 
-def remove_leaks(rows: pd.DataFrame, stats: dict[str, SourceStats]) -> pd.DataFrame:
-    """Drop training rows whose passage or query is in dev or test; blank leaking negatives."""
-    evaluation = rows[rows["split"] != "train"]
-    eval_passages = set(evaluation["positive_text"].map(normalize))
-    eval_queries = set(evaluation["query"].map(normalize))
-    train = rows["split"] == "train"
-    leak = train & (rows["positive_text"].map(normalize).isin(eval_passages) | rows["query"].map(normalize).isin(eval_queries))
+def _drop_overlap(rows: pd.DataFrame, split: str, against: list[str], stats: dict[str, SourceStats]) -> pd.DataFrame:
+    """Drop rows of ``split`` whose passage or query also occurs in the ``against`` splits."""
+    other = rows[rows["split"].isin(against)]
+    passages = set(other["positive_text"].map(normalize))
+    queries = set(other["query"].map(normalize))
+    leak = (rows["split"] == split) & (rows["positive_text"].map(normalize).isin(passages) | rows["query"].map(normalize).isin(queries))
     for source, count in rows[leak].groupby("source").size().items():
         stats[source].dropped_leak += int(count)
-    rows = rows[~leak].copy()
+    return rows[~leak]
+
+
+def remove_leaks(rows: pd.DataFrame, stats: dict[str, SourceStats]) -> pd.DataFrame:
+    """No passage or query in two splits: test wins over dev, dev and test over train; leaking negatives are blanked."""
+    rows = _drop_overlap(rows, "dev", ["test"], stats)
+    rows = _drop_overlap(rows, "train", ["dev", "test"], stats).copy()
+    eval_passages = set(rows.loc[rows["split"] != "train", "positive_text"].map(normalize))
     negative_leak = (rows["split"] == "train") & rows["negative_text"].map(
         lambda t: not _blank(t) and normalize(t) in eval_passages
     )

@@ -8,11 +8,11 @@ from pathlib import Path
 
 from norsparse.atomic import atomic_dir, write_json
 from norsparse.beir import load_beir
-from norsparse.calibration import choose, sweep, value_quantiles
+from norsparse.calibration import Encoded, choose, mean_active_dims, sweep, value_quantiles
 from norsparse.model_io import filter_module, load_model, save_model
 from norsparse.params import Params
-from norsparse.stage import run_stage
-from norsparse.training import ir_evaluator, select_device
+from norsparse.stage import StageError, run_stage
+from norsparse.training import select_device
 
 log = logging.getLogger("norsparse.calibrate")
 DEV = Path("data/prepared/dev")
@@ -20,18 +20,23 @@ DEV = Path("data/prepared/dev")
 
 def main(params: Params) -> None:
     p = params.calibrate
+    dev = load_beir(DEV)
     model = load_model(Path("models/trained"), device=select_device(params.train.device))
     filter_module(model).threshold = 0.0
-    thresholds = [0.0, *p.thresholds]
-    if p.add_quantile_thresholds:
-        thresholds += value_quantiles(model, list(load_beir(DEV).documents().values()), p.batch_size)
-    curve = sweep(model, ir_evaluator(DEV, p.batch_size), thresholds)
+    encoded = Encoded(model, dev, p.batch_size)  # encoded once; each threshold is applied to these vectors
+
+    candidates = list(p.thresholds) + (value_quantiles(encoded) if p.add_quantile_thresholds else [])
+    curve = sweep(encoded, candidates)
     choice = choose(curve, p.max_ndcg_drop)
-    log.info("chose threshold %.4g: NDCG@10 %.4f (unthresholded %.4f); document active dims %.1f -> %.1f",
-             choice["threshold"], choice["ndcg@10"], choice["ndcg@10_unthresholded"],
-             choice["document_active_dims_unthresholded"], choice["document_active_dims"])
+    log.info("chose threshold %.4g: dev NDCG@10 %.4f (unthresholded %.4f); active dims %.1f -> %.1f (document), "
+             "%.1f -> %.1f (query)", choice["threshold"], choice["ndcg@10"], choice["ndcg@10_unthresholded"],
+             choice["document_active_dims_unthresholded"], choice["document_active_dims"],
+             choice["query_active_dims_unthresholded"], choice["query_active_dims"])
 
     filter_module(model).threshold = choice["threshold"]
+    emitted = mean_active_dims(Encoded(model, dev, p.batch_size).documents)
+    if abs(emitted - choice["document_active_dims"]) > 1e-3:  # the model itself must emit what was measured
+        raise StageError(f"the thresholded model emits {emitted:.3f} active dims, the sweep measured {choice['document_active_dims']:.3f}")
     with atomic_dir("models/calibrated") as out:
         save_model(model, out)
     write_json("metrics/calibration_curve.json", curve)

@@ -117,6 +117,17 @@ def _batches(encoded: list[list[int]], batch_size: int, rng: random.Random) -> l
     return batches
 
 
+def all_position_labels(batch: dict, tokenizer) -> torch.Tensor:
+    """Labels at every real token: masked ones are predicted from context, visible ones reproduce themselves.
+
+    Plain masked-LM trains the copy of a visible token on ~1.5% of positions, which leaves a tiny model
+    predicting frequent words everywhere; SPLADE builds on a head that also emits the text's own tokens.
+    """
+    original = torch.where(batch["labels"] != -100, batch["labels"], batch["input_ids"])
+    special = torch.isin(original, torch.tensor(tokenizer.all_special_ids))
+    return original.masked_fill(special | (batch["attention_mask"] == 0), -100)
+
+
 def pretrain(model, tokenizer, texts: list[str], params: BuiltinParams) -> dict:
     """A short masked-LM pre-training through the model's own (capped, shifted) loss."""
     from transformers import DataCollatorForLanguageModeling
@@ -140,7 +151,8 @@ def pretrain(model, tokenizer, texts: list[str], params: BuiltinParams) -> dict:
                 if step >= total:
                     break
                 batch = collator([{"input_ids": ids} for ids in batch_ids])
-                loss = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
+                labels = all_position_labels(batch, tokenizer)
+                loss = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels).loss
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 optimizer.step()
@@ -153,6 +165,29 @@ def pretrain(model, tokenizer, texts: list[str], params: BuiltinParams) -> dict:
     model.eval()
     first, last = losses[: max(1, len(losses) // 10)], losses[-max(1, len(losses) // 10):]
     return {"steps": total, "loss_start": sum(first) / len(first), "loss_end": sum(last) / len(last)}
+
+
+@torch.no_grad()
+def anchor_output_bias(model, tokenizer, texts: list[str], target_active: int, max_length: int) -> float:
+    """Shift the head's output bias so that uncapped SPLADE vectors have about ``target_active`` active dims.
+
+    Masked-LM training is shift-invariant: nothing anchors the sign of the raw logits. A long-trained capped
+    model such as NorBERT4 pushes the raw logits of implausible tokens far below zero; a model pre-trained for
+    a minute does not, and once the cap is removed its head fires on almost every vocabulary entry. Moving
+    the bias by a constant keeps the ranking of every prediction and stands in for that long pre-training.
+    """
+    model.eval()
+    sample = sorted(texts, key=len)[-256:]  # the longest texts: the densest vectors
+    maxima = []
+    for start in range(0, len(sample), 32):
+        encoded = tokenizer(sample[start:start + 32], truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+        hidden, _ = model.get_contextualized_embeddings(encoded["input_ids"], encoded["attention_mask"])
+        raw = model.classifier(hidden).masked_fill(~encoded["attention_mask"].bool()[..., None], float("-inf"))
+        maxima.append(raw.max(dim=1).values)
+    per_text = torch.cat(maxima).sort(dim=1, descending=True).values[:, target_active]
+    shift = float(per_text.median())
+    model.classifier.emb2vocab.bias -= shift
+    return shift
 
 
 def build_builtin_model(texts: list[str], params: BuiltinParams, out: Path) -> dict:
@@ -173,6 +208,7 @@ def build_builtin_model(texts: list[str], params: BuiltinParams, out: Path) -> d
     n_params = sum(p.numel() for p in model.parameters())
     log.info("builtin model: %d layers, hidden %d, %.2f M parameters", params.num_layers, params.hidden_size, n_params / 1e6)
     report = pretrain(model, tokenizer, texts, params)
+    report["output_bias_shift"] = anchor_output_bias(model, tokenizer, texts, params.target_active_dims, params.max_length)
     # Written by hand, as the published NorBERT4 code cannot save_pretrained under transformers 5.
     save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"), metadata={"format": "pt"})
     tokenizer.save_pretrained(out)

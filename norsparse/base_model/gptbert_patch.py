@@ -43,13 +43,15 @@ class CodePatch:
     mlm_class: str
     soft_cap: str = "absent"  # absent | removed | already removed | kept
     cap_lines: list[str] = field(default_factory=list)
+    tied_weights: dict[str, str] = field(default_factory=dict)
     applied: list[str] = field(default_factory=list)
     already: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {
             "file": self.file, "mlm_class": self.mlm_class, "soft_cap": self.soft_cap,
-            "cap_lines": self.cap_lines, "applied": self.applied, "already_applied": self.already,
+            "cap_lines": self.cap_lines, "tied_weights": self.tied_weights, "applied": self.applied,
+            "already_applied": self.already,
         }
 
 
@@ -237,6 +239,7 @@ def apply_compat(source: str, checkpoint_keys: set[str], report: CodePatch) -> s
                 if embedding is None:
                     raise PatchError(f"{name}._tied_weights_keys names {key}, which the checkpoint lacks, and no input embedding was found to tie it to")
                 mapping[key] = embedding
+            report.tied_weights.update(mapping)
             for node in classes[name].body:
                 if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "_tied_weights_keys" for t in node.targets):
                     indent = lines[node.lineno - 1][: len(lines[node.lineno - 1]) - len(lines[node.lineno - 1].lstrip())]
@@ -275,4 +278,16 @@ def patch_modeling_file(path: Path, class_name: str, checkpoint_keys: set[str], 
     source = apply_compat(source, checkpoint_keys, report)
     compile(source, str(path), "exec")  # never write a file that does not parse
     path.write_text(source, encoding="utf-8")
+    if report.tied_weights:
+        _enable_tying(path.parent / "config.json", report)
     return report
+
+
+def _enable_tying(config_path: Path, report: CodePatch) -> None:
+    """transformers 4 tied by default; transformers 5 ties only when the config says so."""
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    if config.get("tie_word_embeddings") is True:
+        return
+    config["tie_word_embeddings"] = True
+    config_path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    report.applied.append("tie_word_embeddings: true in config.json (the checkpoint has no separate head weight)")

@@ -20,6 +20,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from ..hub import TIMEOUT_S, unreachable
 from ..params import BUILTIN_BASE_MODEL, Params
 from ..stage import StageError
 from . import gptbert_patch, verify
@@ -28,14 +29,20 @@ from .builtin import build_builtin_model
 log = logging.getLogger(__name__)
 
 HUB_FILES = ["*.json", "*.py", "*.safetensors", "*.txt", "*.model", "*.tiktoken"]
-HUB_TIMEOUT_S = 10
 
 
 def download(repo_id: str, revision: str | None, into: Path) -> Path:
     from huggingface_hub import snapshot_download
 
+    problem = unreachable(repo_id, revision, "model")
+    if problem:
+        raise StageError(
+            f"model.base_model {repo_id!r} (revision {revision!r}) could not be fetched from the Hugging Face Hub: "
+            f"{problem}\nIf it is in your local cache, set HF_HUB_OFFLINE=1. Without network, use the embedded default "
+            "(model.base_model: builtin) or a local folder."
+        )
     try:
-        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=HUB_FILES, local_dir=into, etag_timeout=HUB_TIMEOUT_S))
+        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=HUB_FILES, local_dir=into, etag_timeout=TIMEOUT_S))
     except Exception as error:  # noqa: BLE001 - name the model whatever the hub client raised
         raise StageError(
             f"model.base_model {repo_id!r} (revision {revision!r}) could not be fetched from the Hugging Face Hub: "

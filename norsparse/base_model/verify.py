@@ -18,11 +18,29 @@ def special_token_ids(tokenizer, config=None) -> list[int]:
     return sorted(ids)
 
 
+def masked_lm_class(folder: Path, trust_remote_code: bool):
+    """The masked-LM class of a folder, read from its own ``auto_map`` when it ships remote code.
+
+    transformers' Auto classes remember one model class per config class; two folders whose configuration
+    code is identical share a config class, so in one process the second folder would get the first one's
+    (unpatched) model class. Resolving the class from the folder itself avoids that.
+    """
+    import json
+
+    from transformers import AutoModelForMaskedLM
+    from transformers.dynamic_module_utils import get_class_from_dynamic_module
+
+    reference = (json.loads((Path(folder) / "config.json").read_text()).get("auto_map") or {}).get("AutoModelForMaskedLM")
+    if reference and trust_remote_code:
+        return get_class_from_dynamic_module(reference, str(folder))
+    return AutoModelForMaskedLM
+
+
 def load_masked_lm(folder: Path, trust_remote_code: bool):
-    from transformers import AutoModelForMaskedLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
-    model = AutoModelForMaskedLM.from_pretrained(folder, trust_remote_code=trust_remote_code).eval()
+    model = masked_lm_class(folder, trust_remote_code).from_pretrained(folder, trust_remote_code=trust_remote_code).eval()
     return model, tokenizer
 
 
@@ -82,12 +100,13 @@ def checkpoint_keys(folder: Path) -> set[str]:
 @torch.no_grad()
 def check_round_trip(folder: Path, trust_remote_code: bool, text: str) -> dict:
     """Loaded == freshly constructed with the same weights == saved and reloaded."""
-    from transformers import AutoConfig, AutoModelForMaskedLM
+    from transformers import AutoConfig
 
     model, tokenizer = load_masked_lm(folder, trust_remote_code)
     loaded, attention = probe_logits(model, tokenizer, text)
     config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
-    fresh = AutoModelForMaskedLM.from_config(config, trust_remote_code=trust_remote_code)
+    cls = masked_lm_class(folder, trust_remote_code)
+    fresh = cls.from_config(config, trust_remote_code=trust_remote_code) if hasattr(cls, "register") else cls._from_config(config)
     missing, unexpected = fresh.load_state_dict(checkpoint_state_dict(folder), strict=False)
     tied = set(getattr(fresh, "all_tied_weights_keys", {}) or {})
     untied_missing = sorted(set(missing) - tied)
@@ -95,7 +114,7 @@ def check_round_trip(folder: Path, trust_remote_code: bool, text: str) -> dict:
     fresh_logits, _ = probe_logits(fresh.eval(), tokenizer, text)
     with tempfile.TemporaryDirectory() as tmp:
         model.save_pretrained(tmp)
-        reloaded = AutoModelForMaskedLM.from_pretrained(tmp, trust_remote_code=trust_remote_code).eval()
+        reloaded = type(model).from_pretrained(tmp, trust_remote_code=trust_remote_code).eval()
         reloaded_logits, _ = probe_logits(reloaded, tokenizer, text)
     return {
         "finite": bool(torch.isfinite(loaded).all()),

@@ -1,0 +1,165 @@
+"""The patch stage on GPT-BERT remote code (the layout of ltg/norbert4-*), on BERT-style models, and on the builtin model."""
+import json
+import shutil
+
+import pytest
+import torch
+
+import fixtures
+from norsparse.base_model import gptbert_patch, verify
+from norsparse.base_model.builtin import build_builtin_model, train_tokenizer
+from norsparse.base_model.patching import patch_base_model
+from norsparse.params import parse_params
+from norsparse.stage import StageError
+
+PROBE = "Hva er hovedstaden i Norge? Oslo er den største byen."
+
+
+def params_for(project_params, base_model, **overrides):
+    raw = json.loads(json.dumps(project_params))
+    raw["model"].update(base_model=str(base_model), trust_remote_code=True)
+    raw["builtin"].update(fixtures.TINY.model_dump())
+    raw["patch"]["probe_text"] = PROBE
+    for key, value in overrides.items():
+        raw["patch"][key] = value
+    return parse_params(raw)
+
+
+def test_published_layout_is_broken_under_installed_transformers(tmp_path):
+    """What the patch repairs: NaN logits after from_pretrained, and save_pretrained failing."""
+    folder = fixtures.gptbert_folder(tmp_path / "norbert4")
+    model, tokenizer = verify.load_masked_lm(folder, trust_remote_code=True)
+    logits, _ = verify.probe_logits(model, tokenizer, PROBE)
+    assert torch.isnan(logits).any()
+    with pytest.raises(AttributeError, match="keys"):
+        model.save_pretrained(tmp_path / "saved")
+
+
+@pytest.mark.parametrize("tie_head", [False, True])
+def test_patched_gptbert_loads_saves_and_is_sparse(tmp_path, project_params, tie_head):
+    source = fixtures.gptbert_folder(tmp_path / "norbert4", tie_head=tie_head)
+    out = tmp_path / "base"
+    out.mkdir()
+    report = patch_base_model(params_for(project_params, source), [], out)
+
+    assert report["soft_cap"] == "removed"
+    assert report["code"]["cap_lines"] == ["subword_prediction = 30 * torch.sigmoid(subword_prediction / 7.5)"]
+    # before: the cap makes every logit >= 0 and no SPLADE weight exactly zero
+    assert report["before"]["min_logit"] >= 0 and report["before"]["splade_zero_fraction"] == 0
+    # after: raw logits include negatives, the SPLADE vector has exact zeros
+    assert report["after"]["negative_logit_fraction"] > 0.2 and report["after"]["splade_zero_fraction"] > 0.2
+    # loads with finite logits equal to a fresh model with the same weights; saves and reloads unchanged
+    trip = report["round_trip"]
+    assert trip["finite"] and trip["max_abs_diff_vs_fresh"] == 0 and trip["max_abs_diff_after_save_reload"] == 0
+    assert trip["weights_missing_from_checkpoint"] == []
+    # NorBERT4's BOS row: id 1 is active in the raw SPLADE vector, and it is among the masked special ids
+    assert 1 in report["after"]["special_dims_active"]
+    assert {0, 1, 2, 3, 4} <= set(json.loads((out / "norsparse_base.json").read_text())["special_token_ids"])
+    code = (out / "modeling_gptbert.py").read_text()
+    assert "use_reentrant=True" not in code and "use_reentrant=False" in code
+    if tie_head:  # a checkpoint without the head weight gets it tied to the input embedding
+        assert "'classifier.emb2vocab.weight': 'embedding.word_embedding.weight'" in code
+
+
+def test_patching_twice_changes_nothing(tmp_path):
+    folder = fixtures.gptbert_folder(tmp_path / "norbert4")
+    path = folder / "modeling_gptbert.py"
+    keys = verify.checkpoint_keys(folder)
+    first = gptbert_patch.patch_modeling_file(path, "GptBertForMaskedLM", keys, remove_cap=True)
+    once = path.read_text()
+    second = gptbert_patch.patch_modeling_file(path, "GptBertForMaskedLM", keys, remove_cap=True)
+    assert path.read_text() == once
+    assert first.soft_cap == "removed" and second.soft_cap == "already removed"
+    assert second.applied == [] and len(second.already) == 2
+
+
+def test_an_already_patched_model_passes_and_is_reported(tmp_path, project_params):
+    folder = fixtures.gptbert_folder(tmp_path / "norbert4")
+    gptbert_patch.patch_modeling_file(folder / "modeling_gptbert.py", "GptBertForMaskedLM", verify.checkpoint_keys(folder), remove_cap=True)
+    out = tmp_path / "base"
+    out.mkdir()
+    report = patch_base_model(params_for(project_params, folder), [], out)
+    assert report["soft_cap"] == "already removed" and report["verified"]
+
+
+def test_keeping_the_cap_is_allowed(tmp_path, project_params):
+    folder = fixtures.gptbert_folder(tmp_path / "norbert4")
+    out = tmp_path / "base"
+    out.mkdir()
+    report = patch_base_model(params_for(project_params, folder, remove_soft_cap=False), [], out)
+    assert report["soft_cap"] == "kept" and report["after"]["splade_zero_fraction"] == 0
+
+
+def test_unrecognised_cap_stops_with_a_pointer_to_the_threshold(tmp_path, project_params):
+    source = (fixtures.REMOTE_CODE / "modeling_gptbert.py").read_text().replace(
+        "subword_prediction = 30 * torch.sigmoid(subword_prediction / 7.5)",
+        "subword_prediction = subword_prediction.div(7.5).sigmoid().mul(30)")
+    folder = fixtures.gptbert_folder(tmp_path / "odd", modeling_source=source)
+    out = tmp_path / "base"
+    out.mkdir()
+    with pytest.raises(StageError, match="patch.remove_soft_cap: false.*calibrated inference threshold"):
+        patch_base_model(params_for(project_params, folder), [], out)
+
+
+def test_remote_code_without_a_cap_passes_through(tmp_path, project_params):
+    """NorBERT3-style: remote code, a plain masked-LM head."""
+    source = (fixtures.REMOTE_CODE / "modeling_gptbert.py").read_text().replace(
+        "        subword_prediction = 30 * torch.sigmoid(subword_prediction / 7.5)\n", "")
+    folder = fixtures.gptbert_folder(tmp_path / "norbert3", modeling_source=source)
+    out = tmp_path / "base"
+    out.mkdir()
+    report = patch_base_model(params_for(project_params, folder), [], out)
+    assert report["soft_cap"] == "absent" and report["after"]["negative_logit_fraction"] > 0
+
+
+def test_bert_without_remote_code_passes_through(tmp_path, project_params):
+    folder = fixtures.bert_folder(tmp_path / "bert")
+    out = tmp_path / "base"
+    out.mkdir()
+    report = patch_base_model(params_for(project_params, folder), [], out)
+    assert report["remote_code"] is None and report["soft_cap"] == "absent" and report["verified"]
+    assert not (out / "modeling_gptbert.py").exists()
+
+
+def test_remote_code_needs_explicit_trust(tmp_path, project_params):
+    folder = fixtures.gptbert_folder(tmp_path / "norbert4")
+    raw = json.loads(json.dumps(project_params))
+    raw["model"].update(base_model=str(folder), trust_remote_code=False)
+    out = tmp_path / "base"
+    out.mkdir()
+    with pytest.raises(StageError, match="ships remote code.*trust_remote_code: true"):
+        patch_base_model(parse_params(raw), [], out)
+
+
+def test_unreachable_hub_model_fails_fast(tmp_path, project_params, monkeypatch):
+    import time
+
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    raw = json.loads(json.dumps(project_params))
+    raw["model"].update(base_model="ltg/norbert4-base", trust_remote_code=True, revision="0" * 40)
+    out = tmp_path / "base"
+    out.mkdir()
+    started = time.perf_counter()
+    with pytest.raises(StageError, match="(?s)'ltg/norbert4-base'.*could not be fetched.*model.base_model: builtin"):
+        patch_base_model(parse_params(raw), [], out)
+    assert time.perf_counter() - started < 5
+
+
+def test_builtin_tokenizer_is_deterministic_and_norwegian():
+    texts = fixtures.NORWEGIAN * 3
+    first, second = train_tokenizer(texts, 400, 64), train_tokenizer(texts, 400, 64)
+    assert first.get_vocab() == second.get_vocab()
+    assert "hovedstaden" in first.get_vocab() and "å" in first.get_vocab()
+    ids = first("Hva er hovedstaden?")["input_ids"]
+    assert ids[0] == 1 and ids[-1] == 2  # <s> ... </s>, NorBERT4's BOS and EOS ids
+
+
+def test_builtin_model_is_deterministic(tmp_path):
+    texts = fixtures.NORWEGIAN * 3
+    a = build_builtin_model(texts, fixtures.TINY, tmp_path / "a")
+    b = build_builtin_model(texts, fixtures.TINY, tmp_path / "b")
+    assert a["loss_end"] == b["loss_end"]
+    assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
+    config = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert config["auto_map"]["AutoModelForMaskedLM"] == "modeling_gptbert.GptBertForMaskedLM"
+    assert "30 * torch.sigmoid(subword_prediction / 7.5)" in (tmp_path / "a" / "modeling_gptbert.py").read_text()
