@@ -134,21 +134,21 @@ class PatchParams(Strict):
 
 
 class SpladeParams(Strict):
-    learning_rate: Annotated[float, Field(gt=0)] = 2e-4
+    learning_rate: Annotated[float, Field(gt=0)] = 2e-5
     query_regularizer_weight: Annotated[float, Field(ge=0)] = 5e-5
     document_regularizer_weight: Annotated[float, Field(ge=0)] = 3e-5
     pooling_strategy: Literal["max", "sum"] = "max"
 
 
 class InferenceFreeSpladeParams(Strict):
-    learning_rate: Annotated[float, Field(gt=0)] = 2e-4
+    learning_rate: Annotated[float, Field(gt=0)] = 2e-5
     static_learning_rate: Annotated[float, Field(gt=0)] = 1e-3
     query_regularizer_weight: Annotated[float, Field(ge=0)] = 0.0
     document_regularizer_weight: Annotated[float, Field(ge=0)] = 3e-4
 
 
 class CsrParams(Strict):
-    learning_rate: Annotated[float, Field(gt=0)] = 4e-4
+    learning_rate: Annotated[float, Field(gt=0)] = 4e-5
     k: PositiveInt = 32
     k_aux: PositiveInt = 64
     hidden_multiplier: PositiveInt = 4

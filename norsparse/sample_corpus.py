@@ -23,7 +23,14 @@ from .splits import build_splits
 SAMPLE = Path("data/sample")
 WORD = re.compile(r"\w+", re.UNICODE)
 # Function words that mark Norwegian Bokmål text (and are rare in Danish/Swedish/English).
-NORWEGIAN_MARKERS = ("ikke", "og", "er", "på", "som", "til", "av", "det", "hva", "hvordan", "også", "må")
+QUESTION_WORDS = {"hva", "hvor", "hvordan", "hvorfor", "hvem", "hvilke", "hvilken", "hvilket", "når", "kan", "er", "finnes",
+                  "må", "bør", "skal", "gjelder", "trenger", "får", "blir", "har", "fungerer", "hvis"}
+
+
+def is_question(query: str) -> bool:
+    """A question rather than a keyword query: it ends in '?' or starts with a question word."""
+    first = words(query)[:1]
+    return query.strip().endswith("?") or bool(first and first[0] in QUESTION_WORDS)
 
 
 def words(text: str) -> list[str]:
@@ -59,7 +66,7 @@ def corpus_facts(folder: Path = SAMPLE) -> dict:
     hard = [line.split("\t") for line in (folder / "hard_negatives.tsv").read_text(encoding="utf-8").splitlines()[1:] if line]
     lengths = [len(words(doc["text"])) for doc in data.corpus.values()]
     topics = Counter(row.get("topic", "?") for row in corpus_rows)
-    questions = sum(q.strip().endswith("?") for q in data.queries.values())
+    questions = sum(is_question(q) for q in data.queries.values())
     return {
         "passages": len(data.corpus),
         "queries": len(data.queries),

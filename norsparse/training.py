@@ -140,8 +140,8 @@ def training_arguments(params: Params, output_dir: Path, device: str, precision:
         save_strategy="steps" if t.save_steps else "no",
         save_steps=t.save_steps or None,
         save_total_limit=2,
-        gradient_checkpointing=t.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
+        activation_checkpointing=t.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
         dataloader_num_workers=t.dataloader_num_workers,
         dataloader_pin_memory=device == "cuda",
         report_to="none",  # dvclive is attached explicitly (DvcLiveLogger), with our own metric names

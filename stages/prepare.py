@@ -10,7 +10,7 @@ from norsparse.beir import write_beir
 from norsparse.params import Params
 from norsparse.sources import check_source, load_source
 from norsparse.splits import build_splits
-from norsparse.stage import run_stage
+from norsparse.stage import StageError, run_stage
 
 log = logging.getLogger("norsparse.prepare")
 
@@ -32,8 +32,6 @@ def main(params: Params) -> None:
     for name, counts in summary["sources"].items():
         log.info("source %s: %s", name, ", ".join(f"{k} {v}" for k, v in counts.items()))
     if summary["train_rows"] == 0 or summary["dev_queries"] == 0 or summary["test_queries"] == 0:
-        from norsparse.stage import StageError
-
         raise StageError(f"the sources give an empty split ({summary}); add data or change data.split")
 
     with atomic_dir("data/prepared") as out:

@@ -170,7 +170,7 @@ def gptbert_folder(folder: Path, *, tie_head: bool = False, modeling_source: str
     torch.manual_seed(seed)
     model = AutoModelForMaskedLM.from_config(config, trust_remote_code=True)
     with torch.no_grad():  # a trained head puts most raw logits well below zero; a random one centres them on it
-        model.classifier.emb2vocab.bias.fill_(-3.0)
+        model.classifier.emb2vocab.bias.fill_(-1.0)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     if tie_head:
         state.pop("classifier.emb2vocab.weight")

@@ -1,0 +1,56 @@
+"""Threshold sweep and choice."""
+import math
+
+import pytest
+import torch
+
+from norsparse.calibration import choose, mean_active_dims, ndcg_at_10, sweep, thresholded
+from norsparse.sparsity_filter import SparsityFilter
+
+
+def test_thresholding_vectors_equals_what_the_filter_emits():
+    torch.manual_seed(0)
+    dense = torch.relu(torch.randn(6, 50))
+    for threshold in (0.0, 0.1, 0.5, 1.2):
+        emitted = SparsityFilter(threshold, [])({"sentence_embedding": dense.clone()})["sentence_embedding"]
+        swept = thresholded(dense.to_sparse().coalesce(), threshold).to_dense()
+        assert torch.equal(emitted, swept)
+        assert mean_active_dims(thresholded(dense.to_sparse().coalesce(), threshold)) == (emitted != 0).sum().item() / 6
+
+
+def test_ndcg_at_10_by_hand():
+    scores = torch.tensor([[0.9, 0.8, 0.1], [0.1, 0.2, 0.3]])
+    gains = [{1: 1}, {2: 1, 0: 1}]
+    # query 0: relevant doc at rank 2 -> 1/log2(3); query 1: ranks 1 and 3 -> (1 + 1/2) / (1 + 1/log2(3))
+    expected = (1 / math.log2(3) + (1 + 0.5) / (1 + 1 / math.log2(3))) / 2
+    assert ndcg_at_10(scores, gains) == pytest.approx(expected)
+
+
+CURVE = [
+    {"threshold": 0.0, "ndcg@10": 0.60, "query_active_dims": 50, "document_active_dims": 400},
+    {"threshold": 0.1, "ndcg@10": 0.605, "query_active_dims": 30, "document_active_dims": 200},
+    {"threshold": 0.3, "ndcg@10": 0.592, "query_active_dims": 20, "document_active_dims": 100},
+    {"threshold": 0.5, "ndcg@10": 0.55, "query_active_dims": 10, "document_active_dims": 40},
+    {"threshold": 0.7, "ndcg@10": 0.595, "query_active_dims": 5, "document_active_dims": 20},
+]
+
+
+def test_choose_takes_the_largest_threshold_within_the_drop():
+    assert choose(CURVE, 0.01)["threshold"] == 0.7
+    assert choose(CURVE[:4], 0.01)["threshold"] == 0.3
+    assert choose(CURVE[:4], 0.0)["threshold"] == 0.1
+    choice = choose(CURVE[:4], 0.01)
+    assert choice["ndcg@10_unthresholded"] == 0.60 and choice["document_active_dims"] == 100
+
+
+def test_sweep_reports_fewer_dims_for_larger_thresholds():
+    class Encoded:
+        torch.manual_seed(1)
+        queries = torch.relu(torch.randn(8, 40)).to_sparse().coalesce()
+        documents = torch.relu(torch.randn(12, 40)).to_sparse().coalesce()
+        gains = [{i: 1} for i in range(8)]
+
+    curve = sweep(Encoded, [0.5, 0.1, 1.0])
+    assert [p["threshold"] for p in curve] == [0.0, 0.1, 0.5, 1.0]
+    dims = [p["document_active_dims"] for p in curve]
+    assert dims == sorted(dims, reverse=True) and dims[0] > dims[-1]

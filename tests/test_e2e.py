@@ -1,0 +1,133 @@
+"""The real pipeline: `dvc repro` and `dvc exp run` in a temporary git repository, with small params."""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.e2e
+
+SMALL = {
+    "builtin": {"vocab_size": 1500, "hidden_size": 64, "intermediate_size": 128, "num_layers": 1, "num_attention_heads": 2,
+                "max_length": 128, "pretrain_epochs": 1, "target_active_dims": 100},
+    "train": {"epochs": 1, "max_steps": 12, "batch_size": 8, "eval_steps": 6, "max_seq_length": 128},
+    "calibrate": {"thresholds": [0.05, 0.2, 0.5], "batch_size": 16},
+    "evaluate": {"batch_size": 16},
+}
+
+
+def run(args, cwd, check=True, timeout=900):
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "DVC_NO_ANALYTICS": "1", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    env.pop("PYTHONPATH", None)
+    result = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=env, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+    return result
+
+
+def stages_run(result) -> list[str]:
+    return re.findall(r"Running stage '([\w-]+)'", result.stdout + result.stderr)
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    """A git+DVC repository holding the project's files as they are now, with small params."""
+    repo = tmp_path_factory.mktemp("e2e") / "repo"
+    files = run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], ROOT).stdout.split()
+    for name in files:
+        if (ROOT / name).is_file() and not name.startswith(("metrics/", "dvc.lock")):
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, repo / name)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["data"]["sources"][0]["max_samples"] = 240
+    params["data"]["sources"][1]["max_samples"] = 80
+    for block, values in SMALL.items():
+        params[block].update(values)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "init", "-q"], repo)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], repo)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "e2e"], repo)
+    return repo
+
+
+@pytest.fixture(scope="module")
+def reproduced(repo):
+    result = run(["dvc", "repro"], repo)
+    assert stages_run(result) == ["prepare", "patch", "train", "calibrate", "evaluate", "publish"]
+    return repo
+
+
+def test_repro_writes_every_declared_output(reproduced):
+    for path in ("data/prepared/train.parquet", "data/prepared/dev/corpus.jsonl", "data/prepared/test/qrels/test.tsv",
+                 "models/base/modeling_gptbert.py", "models/trained/modules.json", "models/calibrated/sparsity_filter.py",
+                 "models/release/README.md", "models/release/norsparse_params.yaml", "metrics/prepare.json",
+                 "metrics/patch.json", "metrics/train/metrics.json", "metrics/calibration.json",
+                 "metrics/calibration_curve.json", "metrics/eval.json"):
+        assert (reproduced / path).exists(), path
+    train = json.loads((reproduced / "metrics/train/metrics.json").read_text())
+    assert "ndcg@10" in train["dev"] and "document_active_dims" in train["dev"]
+    evaluation = json.loads((reproduced / "metrics/eval.json").read_text())
+    assert set(evaluation["test"]) == {"model", "bm25", "base_model"}
+    assert json.loads((reproduced / "metrics/patch.json").read_text())["soft_cap"] == "removed"
+    # the code that ran is the copy in this repository, not an installed one
+    assert not (reproduced / "models" / ".trained.tmp").exists()
+
+
+def test_second_repro_runs_nothing(reproduced):
+    result = run(["dvc", "repro"], reproduced)
+    assert stages_run(result) == []
+    assert "up to date" in result.stdout
+
+
+def test_release_loads_without_norsparse_and_matches_calibration(reproduced, tmp_path):
+    calibration = json.loads((reproduced / "metrics/calibration.json").read_text())
+    script = f"""
+import json, sys
+sys.modules["norsparse"] = None
+sys.modules["stages"] = None
+from sentence_transformers import SparseEncoder
+model = SparseEncoder({str(reproduced / "models/release")!r}, trust_remote_code=True)
+docs = [json.loads(l) for l in open({str(reproduced / "data/prepared/dev/corpus.jsonl")!r}, encoding="utf-8")]
+texts = [(d["title"] + " " + d["text"]).strip() for d in docs]
+vectors = model.encode_document(texts, convert_to_tensor=True, convert_to_sparse_tensor=False)
+one = model.encode_document(["Oslo er hovedstaden i Norge."], convert_to_tensor=True, convert_to_sparse_tensor=False)[0]
+print(json.dumps({{"mean_active": float((vectors != 0).sum(dim=1).float().mean()), "dims": int(one.numel()),
+                  "active": int((one != 0).sum())}}))
+"""
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert 0 < out["active"] < out["dims"]  # Norwegian text in, a vector with exact zeros out
+    assert out["mean_active"] == pytest.approx(calibration["document_active_dims"], abs=1e-3)
+
+
+def test_changing_a_calibrate_param_reruns_only_what_follows(reproduced):
+    # a drop of 1.0 admits every threshold, so the largest is chosen and the calibrated model changes
+    # (a change that leaves models/calibrated identical would, rightly, stop at calibrate)
+    result = run(["dvc", "exp", "run", "-S", "calibrate.max_ndcg_drop=1.0"], reproduced)
+    assert stages_run(result) == ["calibrate", "evaluate", "publish"]
+    chosen = json.loads((reproduced / "metrics/calibration.json").read_text())
+    curve = json.loads((reproduced / "metrics/calibration_curve.json").read_text())
+    assert chosen["threshold"] == max(p["threshold"] for p in curve)
+
+
+def test_csr_experiment_then_metrics_diff_and_plots(reproduced):
+    result = run(["dvc", "exp", "run", "-S", "model.architecture=csr"], reproduced)
+    assert stages_run(result) == ["train", "calibrate", "evaluate", "publish"]
+    shown = run(["dvc", "exp", "show", "--csv"], reproduced).stdout
+    assert "csr" in shown
+    diff = run(["dvc", "metrics", "diff", "--json"], reproduced).stdout
+    changed = json.loads(diff)
+    assert "metrics/eval.json" in changed and "metrics/calibration.json" in changed
+    plots = run(["dvc", "plots", "show", "--json"], reproduced).stdout
+    names = " ".join(json.loads(plots)["data"])
+    assert "metrics/train/plots/metrics" in names  # the training curves
+    assert "threshold" in names  # the calibration curves

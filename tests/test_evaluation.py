@@ -1,0 +1,59 @@
+"""mteb on local BEIR folders, BM25 beside it, and no stale scores from a result cache."""
+import pytest
+import yaml
+
+import fixtures
+from norsparse.architectures import build_model
+from norsparse.base_model.patching import patch_base_model
+from norsparse.beir import DataError
+from norsparse.evaluation import active_dims, beir_task, bm25_scores, mteb_scores, task_name
+from norsparse.params import parse_params
+
+
+@pytest.fixture(scope="module")
+def beir_folder(tmp_path_factory):
+    return fixtures.write_sample_beir(tmp_path_factory.mktemp("beir") / "split", n=30, nli=0)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """Two SPLADE models on differently initialised GPT-BERT bases, both saved under the same name."""
+    from conftest import ROOT
+
+    built = []
+    for seed in (0, 1):
+        tmp = tmp_path_factory.mktemp(f"m{seed}")
+        source = fixtures.gptbert_folder(tmp / "norbert4", seed=seed)
+        raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+        raw["model"].update(base_model=str(source), trust_remote_code=True)
+        params = parse_params(raw)
+        (tmp / "base").mkdir()
+        patch_base_model(params, [], tmp / "base")
+        built.append(build_model(params, tmp / "base", ["x"]))
+    return built
+
+
+def test_bm25_on_a_local_beir_folder(beir_folder):
+    scores = bm25_scores([beir_task(beir_folder, "FixtureTask")])["FixtureTask"]
+    assert set(scores) == {"ndcg@10", "mrr@10", "recall@100"}
+    assert scores["ndcg@10"] > 0.9  # each query shares rare words with its passage only
+
+
+def test_sparse_model_is_scored_through_mteb_without_stale_results(beir_folder, models):
+    task = lambda: beir_task(beir_folder, "FixtureTask")  # noqa: E731
+    first = mteb_scores(models[0], [task()], "same-name", 16)["FixtureTask"]
+    second = mteb_scores(models[1], [task()], "same-name", 16)["FixtureTask"]
+    assert 0 <= first["ndcg@10"] <= 1
+    assert first != second  # a cache keyed by model name would have returned the first model's scores
+
+
+def test_active_dims_count_what_the_model_emits(beir_folder, models):
+    dims = active_dims(models[0], beir_folder, 16)
+    assert 0 < dims["query_active_dims"] < models[0].get_embedding_dimension()
+    assert 0 < dims["document_active_dims"] < models[0].get_embedding_dimension()
+
+
+def test_task_names_are_stable_and_valid(tmp_path):
+    assert task_name("data/prepared/test") == "NorsparseLocalDataPreparedTest"
+    with pytest.raises(DataError, match="not a BEIR folder"):
+        beir_task(tmp_path)
