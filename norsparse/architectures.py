@@ -114,5 +114,6 @@ def trainer_options(params: Params) -> dict:
         return {}
     return {
         "router_mapping": {"anchor": "query", "positive": "document", "negative": "document"},
-        "learning_rate_mapping": {r"SparseStaticEmbedding\.weight": params.train.inference_free_splade.static_learning_rate},
+        # the query route's SparseStaticEmbedding: one weight per vocabulary token, learning faster
+        "learning_rate_mapping": {r"sub_modules\.query\.0\.weight$": params.train.inference_free_splade.static_learning_rate},
     }

@@ -7,12 +7,15 @@ threshold; each candidate is scored that way (NDCG@10, mean active dimensions of
 queries and documents). Candidates are the ``calibrate.thresholds`` grid plus
 quantiles of the non-zero document values, so the sweep covers any architecture's
 value scale. The chosen threshold is the largest whose NDCG@10 stays within
-``calibrate.max_ndcg_drop`` of the unthresholded model.
+``calibrate.max_ndcg_drop`` of the unthresholded model and that leaves at most
+``calibrate.max_empty_fraction`` more queries or documents without any active
+dimension (an empty document can never be retrieved, whatever NDCG says).
 """
 from __future__ import annotations
 
 import logging
 import math
+import warnings
 
 import torch
 
@@ -40,11 +43,18 @@ class Encoded:
 def thresholded(vectors: torch.Tensor, threshold: float) -> torch.Tensor:
     """What SparsityFilter emits: every value whose magnitude is below ``threshold`` set to zero."""
     keep = (vectors.values().abs() >= threshold) & (vectors.values() != 0)
-    return torch.sparse_coo_tensor(vectors.indices()[:, keep], vectors.values()[keep], vectors.shape).coalesce()
+    return torch.sparse_coo_tensor(vectors.indices()[:, keep], vectors.values()[keep], vectors.shape,
+                                   check_invariants=False).coalesce()
 
 
 def mean_active_dims(vectors: torch.Tensor) -> float:
     return vectors.values().numel() / max(1, vectors.shape[0])
+
+
+def empty_fraction(vectors: torch.Tensor) -> float:
+    """Share of vectors with no active dimension: such a document can never be retrieved."""
+    rows = vectors.indices()[0].unique().numel() if vectors.values().numel() else 0
+    return 1 - rows / max(1, vectors.shape[0])
 
 
 def ndcg_at_10(scores: torch.Tensor, gains: list[dict[int, int]]) -> float:
@@ -74,12 +84,16 @@ def sweep(encoded: Encoded, thresholds: list[float]) -> list[dict]:
     curve = []
     for threshold in sorted(set(float(t) for t in thresholds) | {0.0}):
         queries, documents = thresholded(encoded.queries, threshold), thresholded(encoded.documents, threshold)
-        scores = torch.sparse.mm(queries, documents.t()).to_dense()
+        with warnings.catch_warnings():  # torch calls its sparse-CSR path "beta"; the product is exact
+            warnings.simplefilter("ignore", UserWarning)
+            scores = torch.sparse.mm(queries, documents.t()).to_dense()
         point = {
             "threshold": threshold,
             "ndcg@10": round(ndcg_at_10(scores, encoded.gains), 6),
             "query_active_dims": round(mean_active_dims(queries), 3),
             "document_active_dims": round(mean_active_dims(documents), 3),
+            "empty_queries": round(empty_fraction(queries), 4),
+            "empty_documents": round(empty_fraction(documents), 4),
         }
         log.info("threshold %-8.4g NDCG@10 %.4f  active dims %7.1f (query) %7.1f (document)",
                  threshold, point["ndcg@10"], point["query_active_dims"], point["document_active_dims"])
@@ -87,10 +101,16 @@ def sweep(encoded: Encoded, thresholds: list[float]) -> list[dict]:
     return curve
 
 
-def choose(curve: list[dict], max_ndcg_drop: float) -> dict:
-    """The largest threshold whose NDCG@10 is within ``max_ndcg_drop`` of the unthresholded model's."""
+def choose(curve: list[dict], max_ndcg_drop: float, max_empty_fraction: float = 1.0) -> dict:
+    """The largest threshold whose NDCG@10 is within ``max_ndcg_drop`` of the unthresholded model's,
+    and that empties at most ``max_empty_fraction`` more of the queries and documents than threshold 0."""
     reference = next(p for p in curve if p["threshold"] == 0.0)
-    allowed = [p for p in curve if p["ndcg@10"] >= reference["ndcg@10"] - max_ndcg_drop]
+    allowed = [
+        p for p in curve
+        if p["ndcg@10"] >= reference["ndcg@10"] - max_ndcg_drop
+        and p.get("empty_documents", 0) <= reference.get("empty_documents", 0) + max_empty_fraction
+        and p.get("empty_queries", 0) <= reference.get("empty_queries", 0) + max_empty_fraction
+    ]
     chosen = max(allowed, key=lambda p: p["threshold"])
     return {
         "threshold": chosen["threshold"],

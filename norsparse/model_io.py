@@ -20,6 +20,11 @@ def save_model(model, folder: Path) -> None:
     folder = Path(folder)
     model.save(str(folder), create_model_card=False)
     shutil.copy(FILTER_FILE, folder / FILTER_FILE.name)
+    # transformers resolves remote code (configuration_*.py, modeling_*.py) against the model's root even for a
+    # transformer saved in a Router's subfolder (inference-free SPLADE), so the root carries a copy too
+    for code in folder.glob("*/**/*.py"):
+        if code.name.startswith(("configuration_", "modeling_")) and not (folder / code.name).exists():
+            shutil.copy(code, folder / code.name)
     modules_path = folder / "modules.json"
     modules = json.loads(modules_path.read_text(encoding="utf-8"))
     for module in modules:

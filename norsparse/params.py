@@ -179,6 +179,7 @@ class TrainParams(Strict):
 
 class CalibrateParams(Strict):
     max_ndcg_drop: Annotated[float, Field(ge=0, le=1)] = 0.01
+    max_empty_fraction: Annotated[float, Field(ge=0, le=1)] = 0.01
     thresholds: Annotated[list[Annotated[float, Field(ge=0)]], Field(min_length=1)] = [
         0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0,
     ]

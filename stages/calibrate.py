@@ -27,7 +27,7 @@ def main(params: Params) -> None:
 
     candidates = list(p.thresholds) + (value_quantiles(encoded) if p.add_quantile_thresholds else [])
     curve = sweep(encoded, candidates)
-    choice = choose(curve, p.max_ndcg_drop)
+    choice = choose(curve, p.max_ndcg_drop, p.max_empty_fraction)
     log.info("chose threshold %.4g: dev NDCG@10 %.4f (unthresholded %.4f); active dims %.1f -> %.1f (document), "
              "%.1f -> %.1f (query)", choice["threshold"], choice["ndcg@10"], choice["ndcg@10_unthresholded"],
              choice["document_active_dims_unthresholded"], choice["document_active_dims"],

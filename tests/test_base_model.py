@@ -183,3 +183,31 @@ def test_builtin_model_is_deterministic(tmp_path):
     config = json.loads((tmp_path / "a" / "config.json").read_text())
     assert config["auto_map"]["AutoModelForMaskedLM"] == "modeling_gptbert.GptBertForMaskedLM"
     assert "30 * torch.sigmoid(subword_prediction / 7.5)" in (tmp_path / "a" / "modeling_gptbert.py").read_text()
+
+
+def test_gradient_checkpointing_trains_through_the_patched_code(tmp_path, project_params):
+    """NorBERT4 hard-codes use_reentrant=True, which breaks under DDP; the patched copy checkpoints with False."""
+    source = fixtures.gptbert_folder(tmp_path / "norbert4")
+    out = tmp_path / "base"
+    out.mkdir()
+    patch_base_model(params_for(project_params, source), [], out)
+    model, tokenizer = verify.load_masked_lm(out, trust_remote_code=True)
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.train()
+    calls = []
+    original = torch.utils.checkpoint.checkpoint
+
+    def recording(*args, **kwargs):
+        calls.append(kwargs.get("use_reentrant"))
+        return original(*args, **kwargs)
+
+    torch.utils.checkpoint.checkpoint = recording
+    try:
+        encoded = tokenizer(["Oslo er hovedstaden i Norge."], return_tensors="pt")
+        loss = model(input_ids=encoded["input_ids"], attention_mask=encoded["attention_mask"], labels=encoded["input_ids"]).loss
+        loss.backward()
+    finally:
+        torch.utils.checkpoint.checkpoint = original
+    assert calls and set(calls) == {False}
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in model.parameters())
+    assert model.classifier.emb2vocab.weight.grad is not None

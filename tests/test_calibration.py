@@ -43,6 +43,13 @@ def test_choose_takes_the_largest_threshold_within_the_drop():
     assert choice["ndcg@10_unthresholded"] == 0.60 and choice["document_active_dims"] == 100
 
 
+def test_a_threshold_that_empties_documents_is_not_chosen():
+    curve = [dict(p, empty_documents=0.0, empty_queries=0.0) for p in CURVE]
+    curve[-1]["empty_documents"] = 0.4  # threshold 0.7: NDCG fine, but 40% of documents can never be found
+    assert choose(curve, 0.01, max_empty_fraction=0.01)["threshold"] == 0.3
+    assert choose(curve, 0.01, max_empty_fraction=0.5)["threshold"] == 0.7
+
+
 def test_sweep_reports_fewer_dims_for_larger_thresholds():
     class Encoded:
         torch.manual_seed(1)

@@ -79,3 +79,24 @@ def test_dvclive_logger_uses_the_trainer_step():
     logger = training.DvcLiveLogger(FakeLive())
     logger.on_log(None, State(), None, logs={"eval_dev_dot_ndcg@10": 0.5, "eval_dev_corpus_active_dims": 120.0, "epoch": 1})
     assert logged == [(40, "dev/ndcg@10", 0.5), (40, "dev/document_active_dims", 120.0)]
+
+
+def test_inference_free_static_weights_get_their_own_learning_rate():
+    """The learning-rate pattern must match the Router's query weights (and nothing else)."""
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    from conftest import ROOT
+    from norsparse.architectures import trainer_options
+    from norsparse.params import parse_params
+
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["model"]["architecture"] = "inference-free-splade"
+    params = parse_params(raw)
+    (pattern, rate), = trainer_options(params)["learning_rate_mapping"].items()
+    names = ["model.0.sub_modules.query.0.weight", "model.0.sub_modules.document.0.model.embedding.word_embedding.weight",
+             "model.0.sub_modules.document.0.model.classifier.emb2vocab.weight"]
+    assert [n for n in names if re.search(pattern, n)] == names[:1]
+    assert rate == params.train.inference_free_splade.static_learning_rate
