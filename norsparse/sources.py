@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from .beir import DataError, document_text, is_beir_folder, load_beir, qrels_path, read_qrels
+from .beir import DataError, is_beir_folder, load_beir, qrels_path, read_qrels
 from .hub import unreachable
 from .params import COMMIT_SHA, HUB_ID, SourceSpec
 
@@ -227,11 +227,3 @@ def load_source(spec: SourceSpec) -> pd.DataFrame:
             rows[column] = None
     rows["source"] = spec.name
     return rows[ROW_COLUMNS].reset_index(drop=True)
-
-
-def train_document(row: pd.Series | dict, prefix: str) -> str | None:
-    text = row[f"{prefix}_text"]
-    if text is None or (isinstance(text, float) and pd.isna(text)):
-        return None
-    title = row[f"{prefix}_title"]
-    return document_text(title if isinstance(title, str) else None, str(text))

@@ -51,7 +51,10 @@ class SourceStats:
 
 def clean(rows: pd.DataFrame, stats: SourceStats, min_chars: int, max_chars: int,
           max_samples: int | None = None, seed: int = 13) -> pd.DataFrame:
-    """Drop empty/None rows, rows outside the length bounds and duplicate (query, passage) pairs."""
+    """Drop empty/None rows, rows outside the length bounds and duplicate (query, passage) pairs.
+
+    Adds the normalised keys ``qkey``, ``pkey`` and ``nkey`` (query, passage, negative) used from here on.
+    """
     stats.loaded = len(rows)
     empty = rows["query"].map(_blank) | rows["positive_text"].map(_blank)
     stats.dropped_empty = int(empty.sum())
@@ -63,8 +66,13 @@ def clean(rows: pd.DataFrame, stats: SourceStats, min_chars: int, max_chars: int
     bad_length = (q_len < min_chars) | (p_len < min_chars) | (p_len > max_chars) | (q_len > max_chars)
     stats.dropped_length = int(bad_length.sum())
     rows = rows[~bad_length]
-    key = rows["query"].map(normalize) + "\x00" + rows["positive_text"].map(normalize)
-    duplicate = key.duplicated()
+    # the normalised forms in which texts are compared, computed once and kept beside the texts
+    rows = rows.assign(
+        qkey=rows["query"].map(normalize),
+        pkey=rows["positive_text"].map(normalize),
+        nkey=rows["negative_text"].map(lambda t: None if _blank(t) else normalize(t)),
+    )
+    duplicate = rows.duplicated(["qkey", "pkey"])
     stats.dropped_duplicate = int(duplicate.sum())
     rows = rows[~duplicate]
     if max_samples and len(rows) > max_samples:
@@ -104,24 +112,16 @@ def group_rows(rows: pd.DataFrame) -> list[int]:
     """
     groups = _Groups(len(rows))
     first_seen: dict[str, int] = {}
-
-    def link(key: str, i: int, limit: int | None = None) -> None:
-        if key in first_seen:
-            groups.union(first_seen[key], i, limit)
-        else:
-            first_seen[key] = i
-
-    passages = rows["positive_text"].map(normalize).tolist()
-    queries = rows["query"].map(normalize).tolist()
-    for i, (passage, query) in enumerate(zip(passages, queries)):
-        link("p\x00" + passage, i)
-        link("q\x00" + query, i)
-    limit = max(50, len(rows) // 50)
-    for i, negative in enumerate(rows["negative_text"].tolist()):
-        if not _blank(negative):
-            key = "p\x00" + normalize(negative)
+    for i, (passage, query) in enumerate(zip(rows["pkey"], rows["qkey"])):
+        for key in ("p\x00" + passage, "q\x00" + query):
             if key in first_seen:
-                groups.union(first_seen[key], i, limit)
+                groups.union(first_seen[key], i)
+            else:
+                first_seen[key] = i
+    limit = max(50, len(rows) // 50)
+    for i, negative in enumerate(rows["nkey"]):
+        if isinstance(negative, str) and ("p\x00" + negative) in first_seen:
+            groups.union(first_seen["p\x00" + negative], i, limit)
     return [groups.find(i) for i in range(len(rows))]
 
 
@@ -133,27 +133,22 @@ def assign_splits(rows: pd.DataFrame, dev: float, test: float, seed: int) -> pd.
         return split
     part = rows.loc[todo]
     components = pd.Series(group_rows(part), index=todo)
+    anchors = part["pkey"].groupby(components).first()  # the passage of each group's first row
     sizes = components.value_counts()
-
-    def order(component: int) -> str:
-        anchor = normalize(part.loc[components.index[components == component][0], "positive_text"])
-        return hashlib.sha1(f"{seed}\x00{anchor}".encode()).hexdigest()
-
-    total, done = len(todo), 0
+    order = sorted(anchors.index, key=lambda c: hashlib.sha1(f"{seed}\x00{anchors[c]}".encode()).hexdigest())
+    total, done, assignment = len(todo), 0, {}
     targets = [("test", test * total), ("dev", (test + dev) * total)]
-    for component in sorted(sizes.index, key=order):
-        name = next((name for name, limit in targets if done < limit), "train")
-        split.loc[components.index[components == component]] = name
+    for component in order:
+        assignment[component] = next((name for name, limit in targets if done < limit), "train")
         done += sizes[component]
+    split.loc[todo] = components.map(assignment)
     return split
 
 
 def _drop_overlap(rows: pd.DataFrame, split: str, against: list[str], stats: dict[str, SourceStats]) -> pd.DataFrame:
     """Drop rows of ``split`` whose passage or query also occurs in the ``against`` splits."""
     other = rows[rows["split"].isin(against)]
-    passages = set(other["positive_text"].map(normalize))
-    queries = set(other["query"].map(normalize))
-    leak = (rows["split"] == split) & (rows["positive_text"].map(normalize).isin(passages) | rows["query"].map(normalize).isin(queries))
+    leak = (rows["split"] == split) & (rows["pkey"].isin(set(other["pkey"])) | rows["qkey"].isin(set(other["qkey"])))
     for source, count in rows[leak].groupby("source").size().items():
         stats[source].dropped_leak += int(count)
     return rows[~leak]
@@ -163,13 +158,11 @@ def remove_leaks(rows: pd.DataFrame, stats: dict[str, SourceStats]) -> pd.DataFr
     """No passage or query in two splits: test wins over dev, dev and test over train; leaking negatives are blanked."""
     rows = _drop_overlap(rows, "dev", ["test"], stats)
     rows = _drop_overlap(rows, "train", ["dev", "test"], stats).copy()
-    eval_passages = set(rows.loc[rows["split"] != "train", "positive_text"].map(normalize))
-    negative_leak = (rows["split"] == "train") & rows["negative_text"].map(
-        lambda t: not _blank(t) and normalize(t) in eval_passages
-    )
+    eval_passages = set(rows.loc[rows["split"] != "train", "pkey"])
+    negative_leak = (rows["split"] == "train") & rows["nkey"].isin(eval_passages)
     for source, count in rows[negative_leak].groupby("source").size().items():
         stats[source].negatives_dropped_leak += int(count)
-    rows.loc[negative_leak, ["negative_text", "negative_title", "negative_id"]] = None
+    rows.loc[negative_leak, ["negative_text", "negative_title", "negative_id", "nkey"]] = None
     return rows.reset_index(drop=True)
 
 
@@ -177,17 +170,14 @@ def training_table(rows: pd.DataFrame) -> pd.DataFrame:
     """The ``train.parquet`` table: anchor, positive, negative (nullable), source."""
     train = rows[rows["split"] == "train"]
 
-    def doc(row, prefix):
-        text = row[f"{prefix}_text"]
-        if _blank(text):
-            return None
-        title = row[f"{prefix}_title"]
-        return document_text(title if isinstance(title, str) else None, str(text))
+    def documents(prefix: str) -> list[str | None]:
+        return [None if _blank(text) else document_text(title if isinstance(title, str) else None, str(text))
+                for title, text in zip(train[f"{prefix}_title"], train[f"{prefix}_text"])]
 
     return pd.DataFrame({
         "anchor": train["query"].values,
-        "positive": [doc(r, "positive") for _, r in train.iterrows()],
-        "negative": [doc(r, "negative") for _, r in train.iterrows()],
+        "positive": documents("positive"),
+        "negative": documents("negative"),
         "source": train["source"].values,
     })
 
@@ -207,23 +197,22 @@ def evaluation_split(rows: pd.DataFrame, split: str, exclude: set[str] = frozens
     doc_ids: dict[str, str] = {}
     query_ids: dict[tuple[str, str], str] = {}
 
-    def add_doc(source: str, doc_id, title, text) -> str:
-        key = normalize(text)
+    def add_doc(source: str, doc_id, title, text, key: str) -> str:
         if key not in doc_ids:
             new_id = f"{source}-{doc_id}" if isinstance(doc_id, str) and doc_id else _stable_id(source, text)
             doc_ids[key] = new_id
             data.corpus[new_id] = {"title": title if isinstance(title, str) else "", "text": text}
         return doc_ids[key]
 
-    for _, row in part.iterrows():
-        positive = add_doc(row["source"], row["positive_id"], row["positive_title"], row["positive_text"])
-        if not _blank(row["negative_text"]) and normalize(row["negative_text"]) not in exclude:
-            add_doc(row["source"], row["negative_id"], row["negative_title"], row["negative_text"])
-        qkey = (row["source"], normalize(row["query"]))
+    for row in part.itertuples(index=False):
+        positive = add_doc(row.source, row.positive_id, row.positive_title, row.positive_text, row.pkey)
+        if isinstance(row.nkey, str) and row.nkey not in exclude:
+            add_doc(row.source, row.negative_id, row.negative_title, row.negative_text, row.nkey)
+        qkey = (row.source, row.qkey)
         if qkey not in query_ids:
-            qid = row["query_id"]
-            query_ids[qkey] = f"{row['source']}-{qid}" if isinstance(qid, str) and qid else _stable_id(row["source"] + "-q", row["query"])
-            data.queries[query_ids[qkey]] = row["query"]
+            qid = row.query_id
+            query_ids[qkey] = f"{row.source}-{qid}" if isinstance(qid, str) and qid else _stable_id(row.source + "-q", row.query)
+            data.queries[query_ids[qkey]] = row.query
         data.qrels.setdefault(query_ids[qkey], {})[positive] = 1
     return data
 
@@ -254,7 +243,7 @@ def build_splits(raw: dict[str, pd.DataFrame], cleaning: dict[str, dict], dev: f
     rows = remove_leaks(rows, stats)
     for (source, split), count in rows.groupby(["source", "split"]).size().items():
         stats[source].kept[split] = int(count)
-    train_passages = set(rows.loc[rows["split"] == "train", "positive_text"].map(normalize))
+    train_passages = set(rows.loc[rows["split"] == "train", "pkey"])
     return PreparedData(
         train=training_table(rows),
         dev=evaluation_split(rows, "dev", train_passages),
