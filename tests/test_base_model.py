@@ -1,6 +1,5 @@
 """The patch stage on GPT-BERT remote code (the layout of ltg/norbert4-*), on BERT-style models, and on the builtin model."""
 import json
-import shutil
 
 import pytest
 import torch

@@ -1,6 +1,5 @@
 """The shipped Norwegian sample corpus keeps the properties that make it worth training on."""
 import re
-import statistics
 
 import pytest
 

@@ -84,7 +84,6 @@ def test_dvclive_logger_uses_the_trainer_step():
 def test_inference_free_static_weights_get_their_own_learning_rate():
     """The learning-rate pattern must match the Router's query weights (and nothing else)."""
     import re
-    from pathlib import Path
 
     import yaml
 
