@@ -49,6 +49,15 @@ def splade_modules(base: Path, max_seq_length: int, pooling: str = "max") -> lis
     return [mlm, SpladePooling(pooling_strategy=pooling)]
 
 
+def splade_encoder(base: Path, max_seq_length: int, pooling: str = "max"):
+    """A SPLADE SparseEncoder on ``base``: fill-mask Transformer, SpladePooling, special-token mask."""
+    from sentence_transformers import SparseEncoder
+
+    info = base_info(base)
+    return SparseEncoder(modules=splade_modules(base, max_seq_length, pooling) + [SparsityFilter(0.0, info["special_token_ids"])],
+                         similarity_fn_name="dot", trust_remote_code=info["trust_remote_code"])
+
+
 def idf_weights(tokenizer, documents: list[str]) -> torch.Tensor:
     """BM25-style IDF per vocabulary token over the training documents (unseen tokens get the highest)."""
     df: Counter = Counter()
@@ -72,8 +81,8 @@ def build_model(params: Params, base: Path, documents: list[str]):
     architecture = params.model.architecture
     max_len = params.train.max_seq_length
     if architecture == "splade":
-        modules = splade_modules(base, max_len, params.train.splade.pooling_strategy) + [SparsityFilter(0.0, special)]
-    elif architecture == "inference-free-splade":
+        return splade_encoder(base, max_len, params.train.splade.pooling_strategy)
+    if architecture == "inference-free-splade":
         document = splade_modules(base, max_len)
         tokenizer = document[0].tokenizer
         query = SparseStaticEmbedding(tokenizer=tokenizer, weight=idf_weights(tokenizer, documents), frozen=False)

@@ -17,8 +17,7 @@ from pathlib import Path
 
 from .beir import load_beir, read_jsonl, write_beir
 from .params import load_params
-from .sources import load_source
-from .splits import build_splits
+from .splits import prepare_sources
 
 SAMPLE = Path("data/sample")
 WORD = re.compile(r"\w+", re.UNICODE)
@@ -87,9 +86,7 @@ def bm25_test_ndcg(params_path: Path = Path("params.yaml")) -> dict:
 
     params = load_params(params_path)
     shipped = [s for s in params.data.sources if Path(s.path).resolve().is_relative_to(SAMPLE.resolve())]
-    raw = {s.name: load_source(s) for s in shipped}
-    cleaning = {s.name: {"min_chars": params.data.min_chars, "max_chars": params.data.max_chars, "max_samples": s.max_samples} for s in shipped}
-    prepared = build_splits(raw, cleaning, params.data.split.dev, params.data.split.test, params.data.split.seed)
+    prepared = prepare_sources(params.data, shipped)
     with tempfile.TemporaryDirectory() as tmp:
         write_beir(Path(tmp) / "test", prepared.test)
         scores = bm25_scores([beir_task(Path(tmp) / "test", "NorsparseSampleTest")])

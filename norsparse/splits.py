@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from .beir import BeirData, document_text
+from .params import DataParams, SourceSpec
+from .sources import check_source, load_source
 
 _SPACE = re.compile(r"\s+")
 SPLITS = ("train", "dev", "test")
@@ -250,3 +252,14 @@ def build_splits(raw: dict[str, pd.DataFrame], cleaning: dict[str, dict], dev: f
         test=evaluation_split(rows, "test", train_passages),
         stats=stats,
     )
+
+
+def prepare_sources(data: DataParams, sources: list[SourceSpec] | None = None) -> PreparedData:
+    """Load, clean and split ``sources`` (default: all of ``data.sources``) as ``data`` says."""
+    sources = data.sources if sources is None else sources
+    for spec in sources:  # cheap checks first: a bad source fails before anything is loaded
+        check_source(spec)
+    raw = {spec.name: load_source(spec) for spec in sources}
+    cleaning = {spec.name: {"min_chars": data.min_chars, "max_chars": data.max_chars, "max_samples": spec.max_samples}
+                for spec in sources}
+    return build_splits(raw, cleaning, data.split.dev, data.split.test, data.split.seed)

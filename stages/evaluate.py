@@ -6,12 +6,11 @@ model; the same scores for BM25 and the base model), metrics/eval_plot.json (NDC
 import logging
 from pathlib import Path
 
-from norsparse.architectures import base_info, splade_modules
+from norsparse.architectures import splade_encoder
 from norsparse.atomic import write_json
 from norsparse.evaluation import active_dims, beir_task, bm25_scores, model_fingerprint, mteb_scores
 from norsparse.model_io import load_model
 from norsparse.params import Params
-from norsparse.sparsity_filter import SparsityFilter
 from norsparse.stage import run_stage
 from norsparse.training import select_device
 
@@ -20,8 +19,6 @@ MODEL, BASE, TEST = Path("models/calibrated"), Path("models/base"), Path("data/p
 
 
 def main(params: Params) -> None:
-    from sentence_transformers import SparseEncoder
-
     p = params.evaluate
     folders = {"test": TEST} | {Path(t).name: Path(t) for t in p.tasks}
     tasks = {label: beir_task(folder) for label, folder in folders.items()}
@@ -36,9 +33,7 @@ def main(params: Params) -> None:
         systems["model"][task_id] |= active_dims(model, folders[label], p.batch_size)
     systems["bm25"] = bm25_scores(list(tasks.values()))
     if p.compare_base_model:
-        info = base_info(BASE)
-        base = SparseEncoder(modules=splade_modules(BASE, params.train.max_seq_length) + [SparsityFilter(0.0, info["special_token_ids"])],
-                             similarity_fn_name="dot", trust_remote_code=info["trust_remote_code"], device=device)
+        base = splade_encoder(BASE, params.train.max_seq_length).to(device)
         systems["base_model"] = mteb_scores(base, list(tasks.values()), f"norsparse-base-{model_fingerprint(BASE)}", p.batch_size)
         for task_id, label in names.items():
             systems["base_model"][task_id] |= active_dims(base, folders[label], p.batch_size)

@@ -8,26 +8,14 @@ import logging
 from norsparse.atomic import atomic_dir, write_json
 from norsparse.beir import write_beir
 from norsparse.params import Params
-from norsparse.sources import check_source, load_source
-from norsparse.splits import build_splits
+from norsparse.splits import prepare_sources
 from norsparse.stage import StageError, run_stage
 
 log = logging.getLogger("norsparse.prepare")
 
 
 def main(params: Params) -> None:
-    data = params.data
-    for spec in data.sources:  # cheap checks first: a bad source fails before anything is loaded
-        check_source(spec)
-    raw = {}
-    for spec in data.sources:
-        raw[spec.name] = load_source(spec)
-        log.info("source %s: %d rows from %s", spec.name, len(raw[spec.name]), spec.path)
-    cleaning = {
-        spec.name: {"min_chars": data.min_chars, "max_chars": data.max_chars, "max_samples": spec.max_samples}
-        for spec in data.sources
-    }
-    prepared = build_splits(raw, cleaning, data.split.dev, data.split.test, data.split.seed)
+    prepared = prepare_sources(params.data)
     summary = prepared.summary()
     for name, counts in summary["sources"].items():
         log.info("source %s: %s", name, ", ".join(f"{k} {v}" for k, v in counts.items()))
