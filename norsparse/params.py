@@ -169,6 +169,7 @@ class TrainParams(Strict):
     device: Literal["auto", "cuda", "mps", "cpu"] = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     gradient_checkpointing: bool = False
+    deterministic: bool = True
     dataloader_num_workers: Annotated[int, Field(ge=0)] = 0
     splade: SpladeParams = SpladeParams()
     inference_free_splade: InferenceFreeSpladeParams = Field(

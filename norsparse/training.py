@@ -128,6 +128,7 @@ def training_arguments(params: Params, output_dir: Path, device: str, precision:
         learning_rate=params.architecture_params().learning_rate,
         warmup_ratio=t.warmup_ratio,
         seed=t.seed,
+        full_determinism=t.deterministic,  # deterministic torch kernels: same params, same model
         data_seed=t.seed,
         bf16=precision == "bf16",
         fp16=precision == "fp16",

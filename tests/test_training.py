@@ -55,6 +55,7 @@ def test_training_arguments_follow_params_and_device(tmp_path):
     assert not args.bf16 and not args.fp16
     assert args.report_to in ([], "none", ["none"])  # dvclive is attached explicitly
     assert args.learning_rate == params.train.splade.learning_rate
+    assert args.full_determinism is params.train.deterministic
     assert params.data.sampling in str(args.multi_dataset_batch_sampler).lower()
     cpu = training.training_arguments(params, tmp_path, "cpu", "fp32", {})
     assert cpu.use_cpu and not cpu.dataloader_pin_memory
