@@ -77,6 +77,8 @@ class DataParams(Strict):
     min_chars: Annotated[int, Field(ge=1)] = 3
     max_chars: PositiveInt = 8000
     sampling: Literal["round_robin", "proportional"] = "proportional"
+    # other passages of a source added to its dev/test corpora: "all", a count, or 0 for none
+    distractors: Literal["all"] | Annotated[int, Field(ge=0)] = "all"
 
     @field_validator("sources")
     @classmethod
@@ -118,7 +120,9 @@ class BuiltinParams(Strict):
     pretrain_epochs: Annotated[float, Field(gt=0)] = 6
     pretrain_batch_size: PositiveInt = 32
     pretrain_learning_rate: Annotated[float, Field(gt=0)] = 1e-3
-    target_active_dims: Annotated[int, Field(ge=8)] = 200
+    # the output-head calibration after pre-training (norsparse/base_model/builtin.py: calibrate_output_head)
+    absent_weight: Annotated[float, Field(gt=0)] = 100.0  # cost of a token active in a text that lacks it
+    idf_scale: Annotated[float, Field(ge=0)] = 1.0  # present tokens weigh idf_scale * sqrt(IDF); 0: all weigh ~1
     seed: int = 42
 
     @model_validator(mode="after")
@@ -166,6 +170,7 @@ class TrainParams(Strict):
     warmup_ratio: Annotated[float, Field(ge=0, lt=1)] = 0.1
     eval_steps: PositiveInt = 40
     save_steps: int = Field(default=0, ge=0, description="0: keep no intermediate checkpoints")
+    select_best: bool = True  # keep the checkpoint with the best dev NDCG@10 (load_best_model_at_end)
     device: Literal["auto", "cuda", "mps", "cpu"] = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     gradient_checkpointing: bool = False
@@ -176,6 +181,12 @@ class TrainParams(Strict):
         default=InferenceFreeSpladeParams(), alias="inference-free-splade"
     )
     csr: CsrParams = CsrParams()
+
+    @model_validator(mode="after")
+    def _best_needs_aligned_saves(self):
+        if self.select_best and self.save_steps and self.save_steps % self.eval_steps:
+            raise ValueError(f"select_best needs save_steps ({self.save_steps}) to be a multiple of eval_steps ({self.eval_steps})")
+        return self
 
 
 class CalibrateParams(Strict):
@@ -188,10 +199,19 @@ class CalibrateParams(Strict):
     batch_size: PositiveInt = 32
 
 
+class HybridParams(Strict):
+    """BM25 + model fusion (ranx); the fusion weights are tuned on the dev split."""
+
+    enabled: bool = True
+    method: Literal["wsum", "rrf", "wmnz", "wmax", "wmin"] = "wsum"
+    norm: Literal["min-max", "max", "sum", "zmuv", "rank", "borda"] = "min-max"
+
+
 class EvaluateParams(Strict):
     tasks: list[str] = Field(default_factory=list, description="extra local BEIR folders to evaluate on")
     batch_size: PositiveInt = 32
     compare_base_model: bool = True
+    hybrid: HybridParams = HybridParams()
 
 
 class PublishParams(Strict):

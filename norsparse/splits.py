@@ -188,11 +188,16 @@ def _stable_id(prefix: str, text: str) -> str:
     return f"{prefix}-{hashlib.sha1(normalize(text).encode()).hexdigest()[:12]}"
 
 
-def evaluation_split(rows: pd.DataFrame, split: str, exclude: set[str] = frozenset()) -> BeirData:
+def evaluation_split(rows: pd.DataFrame, split: str, exclude: set[str] = frozenset(),
+                     distractors: int | None = None) -> BeirData:
     """A BEIR split from the rows of one split.
 
-    Its corpus holds every passage of the split, hard negatives too, except those
-    in ``exclude`` (normalised training passages), so no text is in two splits.
+    Its corpus holds every passage of the split, hard negatives too. With ``distractors``
+    (``None``: all), it also holds the other passages of the same sources, from every
+    split, as MS MARCO and BEIR evaluate against the whole collection: a query must then
+    find its passage among all of them, not among the few of its own split. Without
+    distractors (0), passages in ``exclude`` (normalised training passages) stay out, so
+    no text is in two splits. Relevance judgements are the same either way.
     """
     data = BeirData()
     part = rows[rows["split"] == split]
@@ -208,7 +213,7 @@ def evaluation_split(rows: pd.DataFrame, split: str, exclude: set[str] = frozens
 
     for row in part.itertuples(index=False):
         positive = add_doc(row.source, row.positive_id, row.positive_title, row.positive_text, row.pkey)
-        if isinstance(row.nkey, str) and row.nkey not in exclude:
+        if isinstance(row.nkey, str) and (distractors != 0 or row.nkey not in exclude):
             add_doc(row.source, row.negative_id, row.negative_title, row.negative_text, row.nkey)
         qkey = (row.source, row.qkey)
         if qkey not in query_ids:
@@ -216,7 +221,24 @@ def evaluation_split(rows: pd.DataFrame, split: str, exclude: set[str] = frozens
             query_ids[qkey] = f"{row.source}-{qid}" if isinstance(qid, str) and qid else _stable_id(row.source + "-q", row.query)
             data.queries[query_ids[qkey]] = row.query
         data.qrels.setdefault(query_ids[qkey], {})[positive] = 1
+    if distractors != 0:
+        _add_distractors(rows, set(part["source"]), add_doc, doc_ids, distractors)
     return data
+
+
+def _add_distractors(rows: pd.DataFrame, sources: set[str], add_doc, doc_ids: dict[str, str], limit: int | None) -> None:
+    """The other passages (positives and negatives) of ``sources``, all of them or ``limit`` in a stable hash order."""
+    other = rows[rows["source"].isin(sources)]
+    candidates: dict[str, tuple] = {}
+    for row in other.itertuples(index=False):
+        for key, doc in ((row.pkey, (row.positive_id, row.positive_title, row.positive_text)),
+                         (row.nkey, (row.negative_id, row.negative_title, row.negative_text))):
+            if isinstance(key, str) and key not in doc_ids and key not in candidates:
+                candidates[key] = (row.source, *doc)
+    keys = sorted(candidates, key=lambda k: hashlib.sha1(k.encode()).hexdigest())
+    for key in keys if limit is None else keys[:limit]:
+        source, doc_id, title, text = candidates[key]
+        add_doc(source, doc_id, title, text, key)
 
 
 @dataclass
@@ -236,7 +258,8 @@ class PreparedData:
         }
 
 
-def build_splits(raw: dict[str, pd.DataFrame], cleaning: dict[str, dict], dev: float, test: float, seed: int) -> PreparedData:
+def build_splits(raw: dict[str, pd.DataFrame], cleaning: dict[str, dict], dev: float, test: float, seed: int,
+                 distractors: int | None = None) -> PreparedData:
     """Clean every source, split what has no named splits, remove leaks, build train and BEIR dev/test."""
     stats = {name: SourceStats() for name in raw}
     cleaned = [clean(rows, stats[name], seed=seed, **cleaning[name]) for name, rows in raw.items()]
@@ -248,8 +271,8 @@ def build_splits(raw: dict[str, pd.DataFrame], cleaning: dict[str, dict], dev: f
     train_passages = set(rows.loc[rows["split"] == "train", "pkey"])
     return PreparedData(
         train=training_table(rows),
-        dev=evaluation_split(rows, "dev", train_passages),
-        test=evaluation_split(rows, "test", train_passages),
+        dev=evaluation_split(rows, "dev", train_passages, distractors),
+        test=evaluation_split(rows, "test", train_passages, distractors),
         stats=stats,
     )
 
@@ -262,4 +285,5 @@ def prepare_sources(data: DataParams, sources: list[SourceSpec] | None = None) -
     raw = {spec.name: load_source(spec) for spec in sources}
     cleaning = {spec.name: {"min_chars": data.min_chars, "max_chars": data.max_chars, "max_samples": spec.max_samples}
                 for spec in sources}
-    return build_splits(raw, cleaning, data.split.dev, data.split.test, data.split.seed)
+    distractors = None if data.distractors == "all" else data.distractors
+    return build_splits(raw, cleaning, data.split.dev, data.split.test, data.split.seed, distractors)

@@ -1,4 +1,6 @@
 """Sources in the layouts users point at, and splits that never leak a passage."""
+import json
+
 import pandas as pd
 import pytest
 
@@ -9,14 +11,17 @@ from norsparse.sources import check_source, load_source
 from norsparse.splits import build_splits, normalize
 
 
-def prepare(specs, dev=0.2, test=0.2, seed=13, min_chars=3, max_chars=8000):
+def prepare(specs, dev=0.2, test=0.2, seed=13, min_chars=3, max_chars=8000, distractors=None):
     raw = {s.name: load_source(s) for s in specs}
     cleaning = {s.name: {"min_chars": min_chars, "max_chars": max_chars, "max_samples": s.max_samples} for s in specs}
-    return build_splits(raw, cleaning, dev, test, seed)
+    return build_splits(raw, cleaning, dev, test, seed, distractors)
 
 
 def passages_of(prepared, split):
-    return {normalize(d["text"]) for d in getattr(prepared, split).corpus.values()}
+    """The relevant passages of a split's queries (its corpus also holds the other passages, as distractors)."""
+    data = getattr(prepared, split)
+    relevant = {doc for docs in data.qrels.values() for doc, score in docs.items() if score > 0}
+    return {normalize(data.corpus[d]["text"]) for d in relevant}
 
 
 def training_passages(prepared):
@@ -50,8 +55,8 @@ def test_split_is_deterministic_and_seeded(tmp_path):
     folder = fixtures.write_sample_beir(tmp_path / "sample", n=60, nli=0)
     spec = [SourceSpec(name="qa", path=str(folder))]
     a, b, c = prepare(spec), prepare(spec), prepare(spec, seed=99)
-    assert a.test.corpus == b.test.corpus
-    assert a.test.corpus != c.test.corpus
+    assert a.test.corpus == b.test.corpus and a.test.qrels == b.test.qrels
+    assert a.test.qrels != c.test.qrels
 
 
 def test_norquad_layout_repeated_contexts_never_leak(tmp_path, in_tmp, project_params):
@@ -82,7 +87,9 @@ def test_norquad_layout_repeated_contexts_never_leak(tmp_path, in_tmp, project_p
     train = pd.read_parquet(in_tmp / "data/prepared/train.parquet")
     test_corpus = [l for l in (in_tmp / "data/prepared/test/corpus.jsonl").read_text().splitlines()]
     import json
-    test_texts = {normalize(json.loads(l)["text"]) for l in test_corpus}
+    relevant = {line.split("\t")[1] for line in (in_tmp / "data/prepared/test/qrels/test.tsv").read_text().splitlines()[1:]}
+    test_texts = {normalize(row["text"]) for row in map(json.loads, test_corpus) if row["_id"] in relevant}
+    assert test_texts
     assert not any(normalize(p).endswith(t) or t in normalize(p) for p in train["positive"] for t in test_texts)
 
 
@@ -149,3 +156,17 @@ def test_unreachable_hub_fails_fast_naming_the_source(monkeypatch):
 def test_nonexistent_local_path_is_named():
     with pytest.raises(DataError, match="source 'x': ./nowhere.jsonl is neither an existing local file"):
         check_source(SourceSpec(name="x", path="./nowhere.jsonl"))
+
+
+def test_dev_and_test_are_searched_against_the_whole_collection(tmp_path):
+    """data.distractors: every passage of the source is in the dev/test corpora; judgements are unchanged."""
+    folder = fixtures.write_sample_beir(tmp_path / "sample", n=60, nli=0)
+    spec = [SourceSpec(name="qa", path=str(folder))]
+    full, own = prepare(spec), prepare(spec, distractors=0)
+    every_passage = {normalize(r["text"]) for r in map(json.loads, (folder / "corpus.jsonl").read_text().splitlines())}
+    assert {normalize(d["text"]) for d in full.test.corpus.values()} == every_passage
+    assert len(own.test.corpus) < len(full.test.corpus)
+    assert full.test.qrels == own.test.qrels and full.dev.qrels == own.dev.qrels
+    assert not passages_of(full, "test") & training_passages(full)  # relevant passages still never trained on
+    limited = prepare(spec, distractors=5)
+    assert len(own.test.corpus) < len(limited.test.corpus) < len(full.test.corpus)
