@@ -6,13 +6,17 @@ local files, so it never touches the Hub). The model is wrapped in
 dense model), runs without a result cache (a cache keyed by model name silently
 returns stale scores for a retrained checkpoint) and under a name unique to its
 weights. BM25 is mteb's own bm25s baseline, with the Norwegian stemmer and
-stopwords that the task's language (nob-Latn) selects.
+stopwords that the task's language (nob-Latn) selects. The hybrid system fuses
+the model's and BM25's rankings with ranx; its fusion weights are chosen on the
+dev split and then applied unchanged to every other task.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
+import tempfile
 from pathlib import Path
 
 from .beir import load_beir
@@ -71,18 +75,60 @@ def _scores(result) -> dict[str, dict]:
             for tr in result.task_results}
 
 
-def mteb_scores(model, tasks: list, name: str, batch_size: int) -> dict[str, dict]:
+def _evaluate(model, tasks: list, **kwargs) -> tuple[dict[str, dict], dict[str, dict]]:
+    """mteb's scores per task, and the ranking it retrieved for every query (task -> {query: {doc: score}})."""
+    import mteb
+
+    with tempfile.TemporaryDirectory(prefix="norsparse-runs-") as folder:
+        result = mteb.evaluate(model, tasks, cache=None, show_progress_bar=False, prediction_folder=folder, **kwargs)
+        runs = {}
+        for task in tasks:
+            predictions = json.loads((Path(folder) / task.prediction_file_name).read_text(encoding="utf-8"))
+            runs[task.metadata.name] = predictions["default"]["test"]
+    return _scores(result), runs
+
+
+def mteb_scores(model, tasks: list, name: str, batch_size: int) -> tuple[dict[str, dict], dict[str, dict]]:
     import mteb
 
     model.model_card_data.model_name = name
-    wrapped = mteb.models.SparseEncoderWrapper(model)
-    return _scores(mteb.evaluate(wrapped, tasks, cache=None, encode_kwargs={"batch_size": batch_size}, show_progress_bar=False))
+    return _evaluate(mteb.models.SparseEncoderWrapper(model), tasks, encode_kwargs={"batch_size": batch_size})
 
 
-def bm25_scores(tasks: list) -> dict[str, dict]:
+def bm25_scores(tasks: list) -> tuple[dict[str, dict], dict[str, dict]]:
     import mteb
 
-    return _scores(mteb.evaluate(mteb.get_model("mteb/baseline-bm25s"), tasks, cache=None, show_progress_bar=False))
+    return _evaluate(mteb.get_model("mteb/baseline-bm25s"), tasks)
+
+
+def _ranx_run(run: dict[str, dict], name: str):
+    from ranx import Run
+
+    return Run({q: {d: float(s) for d, s in docs.items()} for q, docs in run.items() if docs}, name=name)
+
+
+def _ranx_qrels(qrels: dict[str, dict[str, int]]):
+    from ranx import Qrels
+
+    return Qrels({q: {d: int(s) for d, s in docs.items() if s > 0} for q, docs in qrels.items() if any(s > 0 for s in docs.values())})
+
+
+def tune_fusion(qrels: dict, bm25_run: dict, model_run: dict, norm: str, method: str) -> dict:
+    """ranx fusion parameters (weights) that maximise NDCG@10 on the given (dev) judgements."""
+    from ranx import optimize_fusion
+
+    best = optimize_fusion(_ranx_qrels(qrels), [_ranx_run(bm25_run, "bm25"), _ranx_run(model_run, "model")],
+                           norm=norm, method=method, metric="ndcg@10")
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in best.items()}
+
+
+def hybrid_scores(qrels: dict, bm25_run: dict, model_run: dict, norm: str, method: str, fusion: dict) -> dict:
+    """NDCG@10, MRR@10 and Recall@100 of the fused BM25 + model ranking (ranx)."""
+    from ranx import evaluate, fuse
+
+    fused = fuse([_ranx_run(bm25_run, "bm25"), _ranx_run(model_run, "model")], norm=norm, method=method, params=fusion)
+    scores = evaluate(_ranx_qrels(qrels), fused, ["ndcg@10", "mrr@10", "recall@100"], make_comparable=True)
+    return {name: round(float(value), 5) for name, value in scores.items()}
 
 
 def active_dims(model, folder: Path, batch_size: int) -> dict[str, float]:

@@ -89,7 +89,7 @@ def bm25_test_ndcg(params_path: Path = Path("params.yaml")) -> dict:
     prepared = prepare_sources(params.data, shipped)
     with tempfile.TemporaryDirectory() as tmp:
         write_beir(Path(tmp) / "test", prepared.test)
-        scores = bm25_scores([beir_task(Path(tmp) / "test", "NorsparseSampleTest")])
+        scores, _ = bm25_scores([beir_task(Path(tmp) / "test", "NorsparseSampleTest")])
     return {"ndcg@10": round(scores["NorsparseSampleTest"]["ndcg@10"], 4),
             "test_queries": len(prepared.test.queries), "test_passages": len(prepared.test.corpus)}
 

@@ -1,50 +1,67 @@
-"""evaluate: mteb on the test split (and evaluate.tasks), beside BM25 and the untrained base model.
+"""evaluate: mteb on the test split (and evaluate.tasks), beside BM25, a BM25 + model hybrid and the untrained base model.
 
-Outs: metrics/eval.json (per task: NDCG@10, MRR@10, Recall@100 and active dimensions of the
-model; the same scores for BM25 and the base model), metrics/eval_plot.json (NDCG@10 per system, for dvc plots).
+The dev split is evaluated too: it is where the hybrid's fusion weights are chosen (ranx), before they are
+applied unchanged to the test split and every other task.
+
+Outs: metrics/eval.json (per task: NDCG@10, MRR@10, Recall@100 and active dimensions of the model; the same
+scores for BM25, the hybrid and the base model; the fusion chosen on dev), metrics/eval_plot.json (NDCG@10 per
+system and task, for dvc plots).
 """
 import logging
 from pathlib import Path
 
 from norsparse.architectures import splade_encoder
 from norsparse.atomic import write_json
-from norsparse.evaluation import active_dims, beir_task, bm25_scores, model_fingerprint, mteb_scores
+from norsparse.beir import load_beir
+from norsparse.evaluation import (active_dims, beir_task, bm25_scores, hybrid_scores, model_fingerprint, mteb_scores,
+                                  tune_fusion)
 from norsparse.model_io import load_model
 from norsparse.params import Params
 from norsparse.stage import run_stage
 from norsparse.training import select_device
 
 log = logging.getLogger("norsparse.evaluate")
-MODEL, BASE, TEST = Path("models/calibrated"), Path("models/base"), Path("data/prepared/test")
+MODEL, BASE = Path("models/calibrated"), Path("models/base")
+DEV, TEST = Path("data/prepared/dev"), Path("data/prepared/test")
 
 
 def main(params: Params) -> None:
     p = params.evaluate
-    folders = {"test": TEST} | {Path(t).name: Path(t) for t in p.tasks}
+    folders = {"test": TEST, "dev": DEV} | {Path(t).name: Path(t) for t in p.tasks}
     tasks = {label: beir_task(folder) for label, folder in folders.items()}
     names = {task.metadata.name: label for label, task in tasks.items()}
     device = select_device(params.train.device)
 
-    systems = {}
+    systems, runs = {}, {}
     model = load_model(MODEL, device=device)
     run_name = f"norsparse-{params.model.architecture}-{model_fingerprint(MODEL)}"
-    systems["model"] = mteb_scores(model, list(tasks.values()), run_name, p.batch_size)
+    systems["model"], runs["model"] = mteb_scores(model, list(tasks.values()), run_name, p.batch_size)
     for task_id, label in names.items():
         systems["model"][task_id] |= active_dims(model, folders[label], p.batch_size)
-    systems["bm25"] = bm25_scores(list(tasks.values()))
+    systems["bm25"], runs["bm25"] = bm25_scores(list(tasks.values()))
+
+    report = {}
+    if p.hybrid.enabled:  # fusion weights from dev only, then the same fusion everywhere
+        dev_task = tasks["dev"].metadata.name
+        fusion = tune_fusion(load_beir(DEV).qrels, runs["bm25"][dev_task], runs["model"][dev_task], p.hybrid.norm, p.hybrid.method)
+        log.info("hybrid: %s fusion (%s norm) tuned on dev: %s", p.hybrid.method, p.hybrid.norm, fusion)
+        systems["hybrid"] = {task_id: hybrid_scores(load_beir(folders[label]).qrels, runs["bm25"][task_id], runs["model"][task_id],
+                                                    p.hybrid.norm, p.hybrid.method, fusion)
+                             for task_id, label in names.items()}
+        report["fusion"] = {"method": p.hybrid.method, "norm": p.hybrid.norm, "tuned_on": "dev", **fusion}
     if p.compare_base_model:
         base = splade_encoder(BASE, params.train.max_seq_length).to(device)
-        systems["base_model"] = mteb_scores(base, list(tasks.values()), f"norsparse-base-{model_fingerprint(BASE)}", p.batch_size)
+        systems["base_model"], _ = mteb_scores(base, list(tasks.values()), f"norsparse-base-{model_fingerprint(BASE)}", p.batch_size)
         for task_id, label in names.items():
             systems["base_model"][task_id] |= active_dims(base, folders[label], p.batch_size)
 
-    report = {label: {system: scores[task_id] for system, scores in systems.items()} for task_id, label in names.items()}
-    for label, by_system in report.items():
+    by_task = {label: {system: scores[task_id] for system, scores in systems.items()} for task_id, label in names.items()}
+    for label, by_system in by_task.items():
         log.info("%s: NDCG@10 %s", label, ", ".join(f"{s} {v['ndcg@10']:.4f}" for s, v in by_system.items()))
-    write_json("metrics/eval.json", report | {"run_name": run_name})
+    write_json("metrics/eval.json", by_task | report | {"run_name": run_name})
     write_json("metrics/eval_plot.json", [
         {"task": label, "system": system, "ndcg@10": scores["ndcg@10"]}
-        for label, by_system in report.items() for system, scores in by_system.items()
+        for label, by_system in by_task.items() for system, scores in by_system.items()
     ])
 
 

@@ -34,15 +34,15 @@ def models(tmp_path_factory):
 
 
 def test_bm25_on_a_local_beir_folder(beir_folder):
-    scores = bm25_scores([beir_task(beir_folder, "FixtureTask")])["FixtureTask"]
+    scores = bm25_scores([beir_task(beir_folder, "FixtureTask")])[0]["FixtureTask"]
     assert set(scores) == {"ndcg@10", "mrr@10", "recall@100"}
     assert scores["ndcg@10"] > 0.9  # each query shares rare words with its passage only
 
 
 def test_sparse_model_is_scored_through_mteb_without_stale_results(beir_folder, models):
     task = lambda: beir_task(beir_folder, "FixtureTask")  # noqa: E731
-    first = mteb_scores(models[0], [task()], "same-name", 16)["FixtureTask"]
-    second = mteb_scores(models[1], [task()], "same-name", 16)["FixtureTask"]
+    first = mteb_scores(models[0], [task()], "same-name", 16)[0]["FixtureTask"]
+    second = mteb_scores(models[1], [task()], "same-name", 16)[0]["FixtureTask"]
     assert 0 <= first["ndcg@10"] <= 1
     assert first != second  # a cache keyed by model name would have returned the first model's scores
 
@@ -57,3 +57,23 @@ def test_task_names_are_stable_and_valid(tmp_path):
     assert task_name("data/prepared/test") == "NorsparseLocalDataPreparedTest"
     with pytest.raises(DataError, match="not a BEIR folder"):
         beir_task(tmp_path)
+
+
+def test_hybrid_fusion_is_tuned_on_one_split_and_beats_a_weak_system(beir_folder):
+    """ranx fusion: weights chosen on the given judgements; fusing BM25 with noise keeps BM25's ranking."""
+    import random
+
+    from norsparse.beir import load_beir
+    from norsparse.evaluation import hybrid_scores, tune_fusion
+
+    qrels = load_beir(beir_folder).qrels
+    _, runs = bm25_scores([beir_task(beir_folder, "FixtureTask")])
+    bm25 = runs["FixtureTask"]
+    rng = random.Random(0)
+    noise = {q: {d: rng.random() for d in docs} for q, docs in bm25.items()}
+    fusion = tune_fusion(qrels, bm25, noise, "min-max", "wsum")
+    assert fusion["weights"][0] > fusion["weights"][1]  # BM25 carries the signal, the noise does not
+    fused = hybrid_scores(qrels, bm25, noise, "min-max", "wsum", fusion)
+    alone = hybrid_scores(qrels, bm25, noise, "min-max", "wsum", {"weights": [1.0, 0.0]})
+    assert fused["ndcg@10"] >= alone["ndcg@10"] - 1e-9
+    assert fused["ndcg@10"] > hybrid_scores(qrels, bm25, noise, "min-max", "wsum", {"weights": [0.0, 1.0]})["ndcg@10"]
