@@ -30,6 +30,9 @@ TRACKED = {
 }
 
 
+BEST_METRIC = "eval_dev_dot_ndcg@10"
+
+
 def select_device(preference: str = "auto") -> str:
     """CUDA > MPS > CPU, or the device asked for (which must exist)."""
     available = {
@@ -138,9 +141,13 @@ def training_arguments(params: Params, output_dir: Path, device: str, precision:
         eval_strategy="steps",
         eval_steps=t.eval_steps,
         logging_steps=max(1, t.eval_steps // 4),
-        save_strategy="steps" if t.save_steps else "no",
-        save_steps=t.save_steps or None,
+        # the trained model is the checkpoint with the best dev NDCG@10, not simply the last one
+        save_strategy="steps" if t.save_steps or t.select_best else "no",
+        save_steps=t.save_steps or (t.eval_steps if t.select_best else None),
         save_total_limit=2,
+        load_best_model_at_end=t.select_best,
+        metric_for_best_model=BEST_METRIC if t.select_best else None,
+        greater_is_better=True if t.select_best else None,
         activation_checkpointing=t.gradient_checkpointing,
         activation_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
         dataloader_num_workers=t.dataloader_num_workers,
