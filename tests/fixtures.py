@@ -146,7 +146,7 @@ def supervised_da(folder: Path) -> Path:
 
 
 TINY = BuiltinParams(vocab_size=600, hidden_size=32, intermediate_size=64, num_layers=1, num_attention_heads=2,
-                     max_length=64, pretrain_epochs=1, target_active_dims=20)
+                     max_length=64, pretrain_epochs=1)
 
 
 def gptbert_folder(folder: Path, *, tie_head: bool = False, modeling_source: str | None = None, seed: int = 0) -> Path:
