@@ -17,6 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 ARCHITECTURES = ("splade", "inference-free-splade", "csr")
 BUILTIN_BASE_MODEL = "builtin"
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+# a model id as the Hub resolves it: with a namespace (``ltg/norbert4-base``) or without one (``bert-base-uncased``)
+HUB_MODEL_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+RESERVED_TASK_LABELS = ("test", "dev")  # the prepared splits' labels in metrics/eval.json and the model card
 COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
 
 
@@ -98,8 +101,14 @@ class ModelParams(Strict):
 
     @model_validator(mode="after")
     def _pin_remote_code(self):
-        if self.base_model == BUILTIN_BASE_MODEL or not HUB_ID.match(self.base_model) or Path(self.base_model).exists():
+        if self.base_model == BUILTIN_BASE_MODEL or Path(self.base_model).exists():
             return self
+        if not HUB_MODEL_ID.match(self.base_model) or self.base_model.startswith("."):
+            raise ValueError(
+                f"base_model {self.base_model!r} is neither 'builtin', an existing local folder nor a hub model id "
+                "such as 'ltg/norbert4-base'"
+            )
+        # every hub id, with or without a namespace: remote code from the Hub runs only at a pinned commit
         if self.trust_remote_code and not (self.revision and COMMIT_SHA.match(self.revision)):
             raise ValueError(
                 f"base_model {self.base_model!r} is a hub id and trust_remote_code is true, so model.revision must pin "
@@ -212,6 +221,24 @@ class EvaluateParams(Strict):
     batch_size: PositiveInt = 32
     compare_base_model: bool = True
     hybrid: HybridParams = HybridParams()
+
+    @field_validator("tasks")
+    @classmethod
+    def _distinct_labels(cls, tasks):
+        """A task is reported under its folder's name: it must not shadow the test/dev splits or another task."""
+        seen: dict[str, str] = {}
+        for folder in tasks:
+            label = Path(folder).name
+            if label in RESERVED_TASK_LABELS:
+                raise ValueError(
+                    f"task folder {folder!r} is named {label!r}, which would replace the prepared {label} split in "
+                    f"metrics/eval.json and the model card; rename the folder (reserved names: {', '.join(RESERVED_TASK_LABELS)})"
+                )
+            if label in seen:
+                raise ValueError(f"task folders {seen[label]!r} and {folder!r} share the name {label!r}; their results "
+                                 "would collide: rename one")
+            seen[label] = folder
+        return tasks
 
 
 class PublishParams(Strict):
