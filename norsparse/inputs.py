@@ -103,7 +103,7 @@ def _check_records(spec: SourceSpec, path: Path, records: list[tuple[int, dict]]
     picked = _roles(spec, available, str(path))
     for number, row in records:
         for role, column in picked.items():
-            _check_value(f"{path}:{unit}{number}", role, column, row.get(column))
+            _check_value(f"{path}: {unit}{number}" if unit else f"{path}:{number}", role, column, row.get(column))
 
 
 def _json_lines(path: Path, lines: list[str]) -> list[tuple[int, dict]]:

@@ -11,9 +11,9 @@ import json
 import shutil
 from pathlib import Path
 
-from . import sparsity_filter
-
-FILTER_FILE = Path(sparsity_filter.__file__)
+# read as a file, not imported: importing it imports torch, and `norsparse encode` checks a folder before that
+# (stages that save models list norsparse/sparsity_filter.py in their dvc.yaml deps)
+FILTER_FILE = Path(__file__).with_name("sparsity_filter.py")
 FILTER_TYPE = "sparsity_filter.SparsityFilter"
 MARKER = "norsparse_model.json"
 # Keys that transformers writes into tokenizer_config.json from how the tokenizer was *loaded* (HF_HUB_OFFLINE,

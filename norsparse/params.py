@@ -99,15 +99,19 @@ class ModelParams(Strict):
     trust_remote_code: bool = False
     architecture: Literal["splade", "inference-free-splade", "csr"] = "splade"
 
+    @field_validator("base_model")
+    @classmethod
+    def _builtin_folder_or_hub_id(cls, base_model):
+        if base_model == BUILTIN_BASE_MODEL or Path(base_model).exists():
+            return base_model
+        if not HUB_MODEL_ID.match(base_model) or base_model.startswith("."):
+            raise ValueError("neither 'builtin', an existing local folder nor a hub model id such as 'ltg/norbert4-base'")
+        return base_model
+
     @model_validator(mode="after")
     def _pin_remote_code(self):
         if self.base_model == BUILTIN_BASE_MODEL or Path(self.base_model).exists():
             return self
-        if not HUB_MODEL_ID.match(self.base_model) or self.base_model.startswith("."):
-            raise ValueError(
-                f"base_model {self.base_model!r} is neither 'builtin', an existing local folder nor a hub model id "
-                "such as 'ltg/norbert4-base'"
-            )
         # every hub id, with or without a namespace: remote code from the Hub runs only at a pinned commit
         if self.trust_remote_code and not (self.revision and COMMIT_SHA.match(self.revision)):
             raise ValueError(
@@ -320,7 +324,8 @@ def describe_errors(error: ValidationError, source: str) -> str:
         else:
             where = f"{key}: " if key else ""
             message = item["msg"].removeprefix("Value error, ")
-            lines.append(f"{source}: {where}{message} (got {item['input']!r})")
+            got = "" if isinstance(item["input"], dict) else f" (got {item['input']!r})"  # a whole block: the message says it
+            lines.append(f"{source}: {where}{message}{got}")
     return "\n".join(lines)
 
 

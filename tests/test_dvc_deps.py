@@ -12,6 +12,8 @@ import yaml
 from conftest import ROOT
 
 PACKAGES = ("norsparse", "stages")
+# project files a module reads (copies into models) rather than imports
+READS = {"norsparse/model_io.py": ["norsparse/sparsity_filter.py"]}
 
 
 def module_file(name: str) -> Path | None:
@@ -58,6 +60,7 @@ def project_closure(entry: Path) -> set[Path]:
         if path in seen:
             continue
         seen.add(path)
+        todo.extend(ROOT / extra for extra in READS.get(path.relative_to(ROOT).as_posix(), []))
         names = imports_of(path)
         names |= {module_name(path).rsplit(".", i)[0] for i in range(1, module_name(path).count(".") + 1)}
         for name in names:
