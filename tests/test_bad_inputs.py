@@ -55,11 +55,9 @@ def snapshot(repo: Path) -> dict[str, str]:
     return found
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    """The project as it is now, with fake earlier outputs of every stage recorded in dvc.lock."""
-    base = tmp_path_factory.mktemp("bad")
-    repo = base / "repo"
+def fake_pipeline_repo(repo: Path) -> Path:
+    """A git + DVC repository holding the project's files as they are now, with small fake outputs of every
+    stage recorded in dvc.lock by `dvc commit` (nothing really runs)."""
     listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
                             capture_output=True, text=True, check=True).stdout.split()
     for name in listed:
@@ -75,9 +73,22 @@ def project(tmp_path_factory):
     git(repo, "init", "-q")
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "project")
+    commit_outputs(repo)
+    return repo
+
+
+def commit_outputs(repo: Path) -> None:
+    """Record the workspace as the pipeline's current state (dvc.lock), as if every stage had just run."""
     subprocess.run(["dvc", "commit", "-f", "-q"], cwd=repo, env=env(), check=True, capture_output=True)
     git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "earlier outputs")
+    git(repo, "commit", "-qm", "outputs", "--allow-empty")
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """The project as it is now, with fake earlier outputs of every stage recorded in dvc.lock."""
+    base = tmp_path_factory.mktemp("bad")
+    repo = fake_pipeline_repo(base / "repo")
     external = base / "external"  # inputs outside the repository, as a user's own data would be
     external.mkdir()
     return repo, external
