@@ -1,8 +1,9 @@
-"""The schema of ``params.yaml``, validated once at the start of every stage.
+"""The schema of ``params.yaml``, validated by the ``validate`` stage and again at the start of every stage.
 
-An unknown key, a misspelled architecture or a bad value stops the stage at once
-with a message that names the key and what is allowed, before any data or model
-is touched.
+An unknown key, a misspelled architecture or a bad value stops it at once with a
+message that names the key and what is allowed. Under DVC the ``validate`` stage,
+which depends on every param and precedes every other stage, does this before DVC
+deletes any stage's outputs (stages/validate.py).
 """
 from __future__ import annotations
 
