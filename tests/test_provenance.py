@@ -195,3 +195,25 @@ def test_live_writers_keep_their_temp_folders(tmp_path):
     assert clean_stale(tmp_path / "out") == []
     write_text(tmp_path / "out", "text")
     assert mine.exists()
+
+
+def test_a_patch_failure_is_one_line_naming_the_model(monkeypatch, tmp_path, project_params):
+    import pandas as pd
+
+    import norsparse.base_model.patching as patching
+    from norsparse.stage import StageError
+    from stages import patch as stage
+
+    def broken(*args, **kwargs):
+        raise KeyError("GptBertConfig")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(patching, "patch_base_model", broken)
+    monkeypatch.setattr(pd, "read_parquet", lambda path: pd.DataFrame({"anchor": ["a"], "positive": ["b"], "negative": [None]}))
+    (tmp_path / "models" / "base").mkdir(parents=True)
+    (tmp_path / "models" / "base" / "config.json").write_text("{}")
+    project_params["data"]["sources"] = [{"name": "x", "path": str(ROOT / "data/sample")}]
+    with pytest.raises(StageError, match=r"model.base_model 'builtin' could not be patched and verified: KeyError: 'GptBertConfig'"):
+        stage.main(parse_params(project_params))
+    assert (tmp_path / "models" / "base" / "config.json").read_text() == "{}"
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["base"]  # no temp or scratch folder left
