@@ -37,9 +37,13 @@ def _encode(args) -> int:
     trust = args.trust_remote_code
     if not trust:
         trust, why = written_by_norsparse(Path(args.model))
+        if not trust and not Path(args.model).is_dir():
+            print(f"norsparse encode: {args.model} is not a local folder, so it is taken as a hub id, and a hub model may "
+                  "run its own code: review it, then pass --trust-remote-code (hub ids always need the flag)", file=sys.stderr)
+            return 2
         if not trust and _ships_code(Path(args.model)):
             print(f"norsparse encode: {args.model} ships Python code and {why}. Review the code, then pass "
-                  "--trust-remote-code to run it (hub ids always need the flag)", file=sys.stderr)
+                  "--trust-remote-code to run it", file=sys.stderr)
             return 2
     from .model_io import load_model
 
