@@ -217,3 +217,19 @@ def test_a_patch_failure_is_one_line_naming_the_model(monkeypatch, tmp_path, pro
         stage.main(parse_params(project_params))
     assert (tmp_path / "models" / "base" / "config.json").read_text() == "{}"
     assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["base"]  # no temp or scratch folder left
+
+
+@pytest.mark.parametrize("stage", ["validate", "inputs"])
+def test_the_guard_stages_import_nothing_heavy(stage, tmp_path):
+    import shutil
+
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    shutil.copytree(ROOT / "data", tmp_path / "data", ignore=shutil.ignore_patterns("prepared"))
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", f"stages.{stage}"], cwd=tmp_path, capture_output=True,
+                            text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
+    seconds = time.perf_counter() - started
+    assert result.returncode == 0, result.stderr[-2000:]
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in result.stderr.splitlines() if line.startswith("import time:")}
+    assert not imported & {"torch", "transformers", "sentence_transformers", "pandas", "datasets", "mteb"}, imported
+    assert seconds < 3.0
