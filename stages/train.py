@@ -39,17 +39,20 @@ def main(params: Params) -> None:
 
     # 3. Arguments and trainer; dvclive follows loss, NDCG@10 and active dimensions.
     args = training_arguments(params, Path("models/checkpoints"), device, precision, trainer_options(params))
-    with Live("metrics/train", dvcyaml=False, save_dvc_exp=False) as live:
-        live.log_params({"architecture": params.model.architecture, "base_model": params.model.base_model,
-                         "device": device, "precision": precision})
-        trainer = SparseEncoderTrainer(model=model, args=args, train_dataset=datasets, loss=loss,
-                                       evaluator=evaluator, callbacks=[DvcLiveLogger(live)])
-        trainer.evaluate()  # step 0: the untrained model, so every curve starts from the baseline
-        trainer.train()
+    # dvclive writes into a temporary sibling of metrics/train, renamed into place only after the model is
+    # saved: a killed run leaves no half-written metrics under the name DVC and `dvc plots` read.
+    with atomic_dir("metrics/train") as live_dir:
+        with Live(str(live_dir), dvcyaml=False, save_dvc_exp=False) as live:
+            live.log_params({"architecture": params.model.architecture, "base_model": params.model.base_model,
+                             "device": device, "precision": precision})
+            trainer = SparseEncoderTrainer(model=model, args=args, train_dataset=datasets, loss=loss,
+                                           evaluator=evaluator, callbacks=[DvcLiveLogger(live)])
+            trainer.evaluate()  # step 0: the untrained model, so every curve starts from the baseline
+            trainer.train()
 
-    # 4. Save, atomically: a half-written model never sits at models/trained.
-    with atomic_dir("models/trained") as out:
-        save_model(model, out)
+        # 4. Save, atomically: a half-written model never sits at models/trained.
+        with atomic_dir("models/trained") as out:
+            save_model(model, out)
     log.info("saved the trained %s model to models/trained", params.model.architecture)
 
 
