@@ -13,6 +13,7 @@ split, a hub id without a revision, an unreachable hub.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -81,15 +82,17 @@ def _hub_reachable(spec: SourceSpec) -> None:
 
 
 def _load_splits(spec: SourceSpec, kind: str) -> dict[str, Any]:
+    """Split name -> dataset. Local files and folders are streamed (no copy in the datasets cache);
+    hub datasets are downloaded into the usual cache and read memory-mapped from there."""
     import datasets
 
     datasets.disable_progress_bars()
     try:
         if kind == "file":
             builder = LOCAL_BUILDERS[Path(spec.path).suffix.lower()]
-            loaded = datasets.load_dataset(builder, data_files={"train": spec.path})
+            loaded = datasets.load_dataset(builder, data_files={"train": spec.path}, streaming=True)
         elif kind == "folder":
-            loaded = datasets.load_dataset(spec.path, spec.subset)
+            loaded = datasets.load_dataset(spec.path, spec.subset, streaming=True)
         else:
             _hub_reachable(spec)
             loaded = datasets.load_dataset(spec.path, spec.subset, revision=spec.revision)
@@ -98,6 +101,15 @@ def _load_splits(spec: SourceSpec, kind: str) -> dict[str, Any]:
     except Exception as error:  # noqa: BLE001 - name the source whatever the library raised
         raise DataError(f"source {spec.name!r}: could not load {spec.path!r}: {type(error).__name__}: {error}") from None
     return dict(loaded)
+
+
+def _batches(spec: SourceSpec, dataset, batch_rows: int) -> Iterator[pd.DataFrame]:
+    """A dataset (streamed or memory-mapped) as pandas frames of at most ``batch_rows`` rows."""
+    try:
+        for table in dataset.with_format("arrow").iter(batch_size=batch_rows):
+            yield table.to_pandas()
+    except Exception as error:  # noqa: BLE001 - reading a stream fails late; still name the source
+        raise DataError(f"source {spec.name!r}: could not read {spec.path!r}: {type(error).__name__}: {error}") from None
 
 
 def _pick_column(spec: SourceSpec, role: str, columns: list[str], split: str) -> str | None:
@@ -206,24 +218,33 @@ def _read_hard_negatives(folder: Path, data) -> dict[str, list[str]]:
     return negatives
 
 
-def load_source(spec: SourceSpec) -> pd.DataFrame:
-    """All rows of one source, before cleaning, in the shared row layout."""
-    kind = check_source(spec)
-    if kind == "beir":
-        rows = _beir_rows(spec)
-    else:
-        loaded = _load_splits(spec, kind)
-        wanted = spec.splits or {None: name for name in loaded}  # no mapping: every split, split by ratio later
-        parts = []
-        for ours, theirs in wanted.items():
-            if theirs not in loaded:
-                raise DataError(
-                    f"source {spec.name!r}: split {theirs!r} not found; available splits: {', '.join(loaded)}"
-                )
-            parts.append(_table_rows(spec, loaded[theirs].to_pandas(), ours, theirs))
-        rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+def _layout(spec: SourceSpec, rows: pd.DataFrame) -> pd.DataFrame:
     for column in ROW_COLUMNS:
         if column not in rows:
             rows[column] = None
     rows["source"] = spec.name
     return rows[ROW_COLUMNS].reset_index(drop=True)
+
+
+def iter_source(spec: SourceSpec, batch_rows: int = 20_000) -> Iterator[pd.DataFrame]:
+    """The rows of one source, before cleaning, in the shared row layout, in batches of about ``batch_rows``."""
+    kind = check_source(spec)
+    if kind == "beir":
+        rows = _beir_rows(spec)
+        for start in range(0, len(rows), batch_rows):
+            yield _layout(spec, rows.iloc[start:start + batch_rows].copy())
+        return
+    loaded = _load_splits(spec, kind)
+    wanted = spec.splits or {None: name for name in loaded}  # no mapping: every split, split by ratio later
+    for theirs in wanted.values():
+        if theirs not in loaded:
+            raise DataError(f"source {spec.name!r}: split {theirs!r} not found; available splits: {', '.join(loaded)}")
+    for ours, theirs in wanted.items():
+        for frame in _batches(spec, loaded[theirs], batch_rows):
+            yield _layout(spec, _table_rows(spec, frame, ours, theirs))
+
+
+def load_source(spec: SourceSpec) -> pd.DataFrame:
+    """All rows of one source, before cleaning, in the shared row layout."""
+    parts = list(iter_source(spec))
+    return pd.concat(parts, ignore_index=True) if parts else _layout(spec, pd.DataFrame())

@@ -13,19 +13,16 @@ import pytest
 
 import golden_cases
 from norsparse.atomic import write_json
-from norsparse.beir import write_beir
 from norsparse.params import DataParams
 from norsparse.splits import prepare_sources
 
 
 def write_outputs(data: DataParams, out: Path) -> dict:
     """What ``stages.prepare`` writes, without its empty-split check (some fixtures have no dev split)."""
-    prepared = prepare_sources(data)
-    summary = prepared.summary()
-    out.mkdir(parents=True)
-    prepared.train.to_parquet(out / "train.parquet", index=False)
-    write_beir(out / "dev", prepared.dev)
-    write_beir(out / "test", prepared.test)
+    with prepare_sources(data) as prepared:
+        summary = prepared.summary()
+        out.mkdir(parents=True)
+        prepared.write(out)
     write_json(out / "prepare.json", summary)
     return summary
 

@@ -1,0 +1,91 @@
+"""Rows too many to hold as Python objects: their texts in an Arrow file on disk, their keys in NumPy.
+
+``prepare`` reads every source in batches. Each cleaned batch is appended to an Arrow IPC file in a
+temporary folder. What splitting needs of a row stays in memory as fixed-width columns: its source, its
+named split, and the SHA-1 digests of its normalised query, passage and negative (20 bytes each; the
+same digests give rows without ids their stable ids). Texts are read back only to be written out, a
+window of rows at a time, through a memory map that is open for that window only, so resident memory
+follows the window and the keys, not the size of the data.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+TEXT_COLUMNS = ("query", "query_id", "positive_id", "positive_title", "positive_text",
+                "negative_id", "negative_title", "negative_text")
+SCHEMA = pa.schema([(name, pa.string()) for name in TEXT_COLUMNS])
+DIGEST = "S20"  # a SHA-1 digest; numpy orders these bytewise, i.e. as their hex digests
+
+
+def sha1(texts: list[str], blank: list[bool] | None = None) -> np.ndarray:
+    """SHA-1 digests of ``texts``; all zeros (``b""``) where ``blank`` says so."""
+    if blank is None:
+        return np.array([hashlib.sha1(t.encode()).digest() for t in texts], dtype=DIGEST)
+    return np.array([b"" if b else hashlib.sha1(t.encode()).digest() for t, b in zip(texts, blank)], dtype=DIGEST)
+
+
+def hex12(digests: np.ndarray) -> list[str]:
+    """The first 12 hex digits of each digest, as ``hashlib.sha1(...).hexdigest()[:12]``."""
+    raw = np.ascontiguousarray(digests).view(np.uint8).reshape(-1, 20)[:, :6].tobytes().hex()
+    return [raw[i:i + 12] for i in range(0, len(raw), 12)]
+
+
+class RowStore:
+    """Append-only: ``append`` batches, ``finish``, then ``read`` any rows by position."""
+
+    def __init__(self, folder: Path):
+        self.path = Path(folder) / "rows.arrow"
+        self._sink = pa.OSFile(str(self.path), "wb")
+        self._writer = pa.ipc.new_file(self._sink, SCHEMA)
+        self._meta: dict[str, list[np.ndarray]] = {k: [] for k in ("source", "split", "query", "positive", "negative", "anchor")}
+        self._starts = [0]
+
+    def __len__(self) -> int:
+        return self._starts[-1]
+
+    def append(self, texts: dict[str, list], source: int, split: np.ndarray, digests: dict[str, np.ndarray]) -> None:
+        """One batch: ``texts`` per TEXT_COLUMNS (str or None), a split code per row and the key digests."""
+        n = len(split)
+        if n == 0:
+            return
+        self._writer.write_batch(pa.record_batch([pa.array(texts[c], type=pa.string()) for c in TEXT_COLUMNS], schema=SCHEMA))
+        self._starts.append(self._starts[-1] + n)
+        self._meta["source"].append(np.full(n, source, dtype=np.int32))
+        self._meta["split"].append(np.asarray(split, dtype=np.int8))
+        for key in ("query", "positive", "negative", "anchor"):
+            self._meta[key].append(digests[key])
+
+    def finish(self) -> dict[str, np.ndarray]:
+        """Close the file; return the per-row columns (``source``, ``split`` and the digests)."""
+        self._writer.close()
+        self._sink.close()
+        self.starts = np.array(self._starts, dtype=np.int64)
+        empty = {"source": np.int32, "split": np.int8}
+        meta = {k: np.concatenate(v) if v else np.array([], dtype=empty.get(k, DIGEST)) for k, v in self._meta.items()}
+        self._meta = {}
+        return meta
+
+    def read(self, rows: np.ndarray, columns: tuple[str, ...]) -> dict[str, list]:
+        """The ``columns`` of ``rows`` (positions in append order, any order), as Python lists."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out = {c: np.empty(len(rows), dtype=object) for c in columns}
+        if len(rows) == 0:
+            return {c: [] for c in columns}
+        order = np.argsort(rows, kind="stable")
+        ordered = rows[order]
+        batch_of = np.searchsorted(self.starts, ordered, side="right") - 1
+        cuts = np.concatenate([[0], np.flatnonzero(np.diff(batch_of)) + 1, [len(rows)]])
+        with pa.memory_map(str(self.path)) as mapped:
+            reader = pa.ipc.open_file(mapped)
+            for a, b in zip(cuts[:-1], cuts[1:]):
+                batch = reader.get_batch(int(batch_of[a]))
+                taken = batch.select(list(columns)).take(pa.array(ordered[a:b] - self.starts[batch_of[a]]))
+                for c in columns:
+                    out[c][order[a:b]] = np.fromiter(taken.column(c).to_pylist(), dtype=object, count=b - a)
+                del batch, taken
+            del reader
+        return {c: v.tolist() for c, v in out.items()}
