@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 TEXT_COLUMNS = ("query", "query_id", "positive_id", "positive_title", "positive_text",
                 "negative_id", "negative_title", "negative_text")
@@ -28,10 +29,51 @@ def sha1(texts: list[str], blank: list[bool] | None = None) -> np.ndarray:
     return np.array([b"" if b else hashlib.sha1(t.encode()).digest() for t, b in zip(texts, blank)], dtype=DIGEST)
 
 
+# Text that normalize() leaves as it is but for the case: printable ASCII, Latin-1 letters but ß and a few
+# punctuation marks, no whitespace but single inner spaces. Its key is utf8_lower in Arrow; the rest goes
+# through normalize() in Python. tests/test_rowstore.py checks every character of the class.
+PLAIN_RANGES = ((0x20, 0x7E), (0xC0, 0xD6), (0xD8, 0xDE), (0xE0, 0xF6), (0xF8, 0xFF), (0xA7, 0xA7), (0xAB, 0xAB),
+                (0xB0, 0xB0), (0xBB, 0xBB), (0x2013, 0x2014), (0x2018, 0x2019), (0x201C, 0x201D), (0x20AC, 0x20AC))
+NOT_PLAIN = "[^" + "".join(f"\\x{{{a:x}}}-\\x{{{b:x}}}" for a, b in PLAIN_RANGES) + "]|  |^ | $"  # an RE2 pattern
+
+
+def normalized_digests(texts, normalize, prefixes: tuple[bytes, ...] = (b"",)) -> list[np.ndarray]:
+    """``sha1(prefix + normalize(text))`` per text and prefix; zeros (``b""``) for nulls."""
+    texts = pa.array(texts, type=pa.large_string(), from_pandas=True)
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks()
+    out = [np.zeros(len(texts), dtype=DIGEST) for _ in prefixes]
+    valid = texts.is_valid().to_numpy(zero_copy_only=False)
+    plain = ~pc.match_substring_regex(texts, NOT_PLAIN).fill_null(True).to_numpy(zero_copy_only=False)
+    simple, other = np.flatnonzero(valid & plain), np.flatnonzero(valid & ~plain)
+    if len(simple):
+        lower = pc.utf8_lower(texts.take(pa.array(simple)))
+        bounds = np.frombuffer(lower.buffers()[1], dtype=np.int64)[lower.offset:lower.offset + len(lower) + 1].tolist()
+        data = memoryview(lower.buffers()[2] or b"")
+        for digests, prefix in zip(out, prefixes):
+            start = hashlib.sha1(prefix)
+            found = []
+            for a, b in zip(bounds[:-1], bounds[1:]):
+                h = start.copy()
+                h.update(data[a:b])
+                found.append(h.digest())
+            digests[simple] = found
+    if len(other):
+        keys = [normalize(t).encode() for t in texts.take(pa.array(other)).to_pylist()]
+        for digests, prefix in zip(out, prefixes):
+            digests[other] = [hashlib.sha1(prefix + key).digest() for key in keys]
+    return out
+
+
 def hex12(digests: np.ndarray) -> list[str]:
     """The first 12 hex digits of each digest, as ``hashlib.sha1(...).hexdigest()[:12]``."""
     raw = np.ascontiguousarray(digests).view(np.uint8).reshape(-1, 20)[:, :6].tobytes().hex()
     return [raw[i:i + 12] for i in range(0, len(raw), 12)]
+
+
+def _array(values) -> pa.Array:
+    array = pa.array(values, type=pa.large_string(), from_pandas=True)
+    return (array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array).cast(pa.string())
 
 
 class RowStore:
@@ -52,7 +94,7 @@ class RowStore:
         n = len(split)
         if n == 0:
             return
-        self._writer.write_batch(pa.record_batch([pa.array(texts[c], type=pa.string()) for c in TEXT_COLUMNS], schema=SCHEMA))
+        self._writer.write_batch(pa.record_batch([_array(texts[c]) for c in TEXT_COLUMNS], schema=SCHEMA))
         self._starts.append(self._starts[-1] + n)
         self._meta["source"].append(np.full(n, source, dtype=np.int32))
         self._meta["split"].append(np.asarray(split, dtype=np.int8))

@@ -157,10 +157,10 @@ def _table_rows(spec: SourceSpec, frame: pd.DataFrame, split_name: str | None, r
         "query": frame[q].values,
         "positive_text": frame[p].values,
         "positive_title": frame[t].values if t else None,
-        "negative_text": frame[n].map(_first_text).values if n else None,
+        "negative_text": (frame[n].map(_first_text) if frame[n].dtype == object else frame[n]).values if n else None,
     })
-    # A list of positives (e.g. several relevant passages) becomes one row each.
-    if rows["positive_text"].map(lambda v: isinstance(v, (list, tuple)) or hasattr(v, "tolist")).any():
+    # A list of positives (e.g. several relevant passages) becomes one row each (only an object column holds lists).
+    if frame[p].dtype == object and rows["positive_text"].map(lambda v: isinstance(v, (list, tuple)) or hasattr(v, "tolist")).any():
         rows["positive_text"] = rows["positive_text"].map(lambda v: list(v) if hasattr(v, "__iter__") and not isinstance(v, str) else [v])
         rows = rows.explode("positive_text", ignore_index=True)
     rows["split"] = split_name

@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from .beir import QRELS_HEADER, BeirData, document_text, load_beir
 from .params import DataParams, SourceSpec
-from .rowstore import RowStore, hex12, sha1
+from .rowstore import RowStore, hex12, normalized_digests
 from .sources import check_source, iter_source
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,7 @@ SPLITS = ("train", "dev", "test")
 TRAIN, DEV, TEST, UNSPLIT = 0, 1, 2, -1
 SPLIT_CODES = {None: UNSPLIT, "train": TRAIN, "dev": DEV, "test": TEST}
 WINDOW = 32_768  # rows read back and written at a time
+_json = json.encoder.encode_basestring  # a str as json.dumps(..., ensure_ascii=False) writes it, without the dict overhead
 
 
 def normalize(text: str) -> str:
@@ -52,11 +53,19 @@ def normalize(text: str) -> str:
     ``str.split()`` splits on exactly the characters that the regex ``\\s`` matches, so this is
     ``re.sub(r"\\s+", " ", nfkc).strip().casefold()``, several times faster.
     """
-    return " ".join(unicodedata.normalize("NFKC", text).split()).casefold()
+    text = unicodedata.normalize("NFKC", text)
+    # printable text holds no whitespace but " " (every other one is Cc, Zs, Zl or Zp): then only runs and ends matter
+    if not (text.isprintable() and "  " not in text and text[:1] != " " and text[-1:] != " "):
+        text = " ".join(text.split())
+    return text.casefold()
 
 
 def _blank(value) -> bool:
     return value is None or (isinstance(value, float) and pd.isna(value)) or (isinstance(value, str) and not value.strip())
+
+
+def _blank_mask(values: pd.Series) -> np.ndarray:
+    return np.array([_blank(v) for v in values.tolist()], dtype=bool)
 
 
 def _strings(values) -> list[str | None]:
@@ -85,12 +94,12 @@ def clean_batch(rows: pd.DataFrame, stats: SourceStats, min_chars: int, max_char
     """The row-wise part of cleaning: drop empty/None rows and rows outside the length bounds, strip query
     and passage, blank empty negatives. Duplicates and ``max_samples`` need the whole source (``Prepared``)."""
     stats.loaded += len(rows)
-    empty = rows["query"].map(_blank) | rows["positive_text"].map(_blank)
+    empty = _blank_mask(rows["query"]) | _blank_mask(rows["positive_text"])
     stats.dropped_empty += int(empty.sum())
     rows = rows[~empty].copy()
     rows["query"] = rows["query"].astype(str).str.strip()
     rows["positive_text"] = rows["positive_text"].astype(str).str.strip()
-    rows.loc[rows["negative_text"].map(_blank), ["negative_text", "negative_title", "negative_id"]] = None
+    rows.loc[_blank_mask(rows["negative_text"]), ["negative_text", "negative_title", "negative_id"]] = None
     q_len, p_len = rows["query"].str.len(), rows["positive_text"].str.len()
     bad_length = (q_len < min_chars) | (p_len < min_chars) | (p_len > max_chars) | (q_len > max_chars)
     stats.dropped_length += int(bad_length.sum())
@@ -99,18 +108,16 @@ def clean_batch(rows: pd.DataFrame, stats: SourceStats, min_chars: int, max_char
 
 def _store(store: RowStore, rows: pd.DataFrame, source: int, seed: int) -> None:
     """Spill a cleaned batch, with the digests of its normalised query, passage and negative."""
-    query, positive = rows["query"].tolist(), rows["positive_text"].tolist()
     negative = [None if _blank(v) else str(v) for v in rows["negative_text"]]
     split = np.array([SPLIT_CODES[s if isinstance(s, str) else None] for s in rows["split"]], dtype=np.int8)
-    pkeys = [normalize(t) for t in positive]
-    digests = {
-        "query": sha1([normalize(t) for t in query]),
-        "positive": sha1(pkeys),
-        "negative": sha1(["" if t is None else normalize(t) for t in negative], blank=[t is None for t in negative]),
-        # the order in which groups of rows without a named split are dealt out (``_assign_splits``)
-        "anchor": sha1([f"{seed}\x00{k}" for k in pkeys], blank=(split != UNSPLIT).tolist()),
-    }
-    texts = {"query": query, "positive_text": positive, "negative_text": negative}
+    # the anchor digest orders the groups of rows without a named split (``_assign_splits``)
+    unsplit = bool((split == UNSPLIT).any())
+    positive, anchor = normalized_digests(rows["positive_text"], normalize, (b"", f"{seed}\x00".encode()) if unsplit else (b"",)) \
+        + ([] if unsplit else [np.zeros(len(split), dtype="S20")])
+    anchor[split != UNSPLIT] = b""
+    digests = {"query": normalized_digests(rows["query"], normalize)[0], "positive": positive,
+               "negative": normalized_digests(negative, normalize)[0], "anchor": anchor}
+    texts = {"query": rows["query"], "positive_text": rows["positive_text"], "negative_text": negative}
     for column in ("query_id", "positive_id", "positive_title", "negative_id", "negative_title"):
         texts[column] = _strings(rows[column])
     store.append(texts, source, split, digests)
@@ -352,8 +359,7 @@ class Prepared:
                     doc_id = f"{self.names[sources[i]]}-{doc_id or stable[i]}"
                     if window.start + i < plan.own_docs:
                         doc_ids.append(doc_id)
-                    out.write(json.dumps({"_id": doc_id, "title": title or "", "text": texts[f"{prefix}_text"][i]},
-                                         ensure_ascii=False) + "\n")
+                    out.write(f'{{"_id": {_json(doc_id)}, "title": {_json(title or "")}, "text": {_json(texts[f"{prefix}_text"][i])}}}\n')
         query_ids: list[str] = []
         with (folder / "queries.jsonl").open("w", encoding="utf-8") as out:
             for window, texts in self._windows(plan.query_rows, ("query_id", "query")):
@@ -362,7 +368,7 @@ class Prepared:
                 for i, (query_id, query) in enumerate(zip(texts["query_id"], texts["query"])):
                     source = self.names[sources[i]]
                     query_ids.append(f"{source}-{query_id}" if query_id else f"{source}-q-{stable[i]}")
-                    out.write(json.dumps({"_id": query_ids[-1], "text": query}, ensure_ascii=False) + "\n")
+                    out.write(f'{{"_id": {_json(query_ids[-1])}, "text": {_json(query)}}}\n')
         (folder / "qrels").mkdir(exist_ok=True)
         with (folder / "qrels" / "test.tsv").open("w", encoding="utf-8", newline="") as out:
             writer = csv.writer(out, delimiter="\t", lineterminator="\n")
