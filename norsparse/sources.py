@@ -235,11 +235,12 @@ def iter_source(spec: SourceSpec, batch_rows: int = 20_000) -> Iterator[pd.DataF
             yield _layout(spec, rows.iloc[start:start + batch_rows].copy())
         return
     loaded = _load_splits(spec, kind)
-    wanted = spec.splits or {None: name for name in loaded}  # no mapping: every split, split by ratio later
-    for theirs in wanted.values():
+    # no mapping: every split, split by ratio later (a dict {None: ...} once kept only the last split)
+    wanted = list(spec.splits.items()) if spec.splits else [(None, name) for name in loaded]
+    for _, theirs in wanted:
         if theirs not in loaded:
             raise DataError(f"source {spec.name!r}: split {theirs!r} not found; available splits: {', '.join(loaded)}")
-    for ours, theirs in wanted.items():
+    for ours, theirs in wanted:
         for frame in _batches(spec, loaded[theirs], batch_rows):
             yield _layout(spec, _table_rows(spec, frame, ours, theirs))
 

@@ -170,3 +170,10 @@ def test_dev_and_test_are_searched_against_the_whole_collection(tmp_path):
     assert not passages_of(full, "test") & training_passages(full)  # relevant passages still never trained on
     limited = prepare(spec, distractors=5)
     assert len(own.test.corpus) < len(limited.test.corpus) < len(full.test.corpus)
+
+
+def test_a_source_without_split_mapping_reads_every_split(tmp_path):
+    """No `splits`: all of the source's splits are read and split by ratio (before issue 11 only the last one was)."""
+    folder = fixtures.all_nli_norwegian(tmp_path / "nli")
+    rows = load_source(SourceSpec(name="nli", path=str(folder)))
+    assert len(rows) == 15 + 5 + 5 and rows["split"].isna().all()
