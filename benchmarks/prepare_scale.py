@@ -97,7 +97,7 @@ def run_prepare(work: Path, source: Path, distractors) -> dict:
     wall = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"prepare failed; see {work / 'prepare.log'}:\n" + (work / "prepare.log").read_text()[-3000:])
-    return {"wall": wall, "rss": usage.ru_maxrss * 1024, "outputs": folder_bytes(work / "data" / "prepared"),
+    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "rss": usage.ru_maxrss * 1024, "outputs": folder_bytes(work / "data" / "prepared"),
             "cache": folder_bytes(cache) if cache.exists() else 0}
 
 
@@ -113,30 +113,36 @@ def main() -> None:
     base.mkdir(parents=True, exist_ok=True)
     try:
         largest = base / f"ddsc-{max(args.rows)}.parquet"
-        started = time.perf_counter()
-        write_source(largest, max(args.rows))
-        print(f"generated {max(args.rows)} rows ({largest.stat().st_size / 2**20:.0f} MiB parquet) in "
-              f"{time.perf_counter() - started:.0f} s", flush=True)
+        if not largest.exists():  # a kept --workdir reuses its source (the data are deterministic)
+            started = time.perf_counter()
+            write_source(largest, max(args.rows))
+            print(f"generated {max(args.rows)} rows ({largest.stat().st_size / 2**20:.0f} MiB parquet) in "
+                  f"{time.perf_counter() - started:.0f} s", flush=True)
         results = []
         for rows in sorted(args.rows):
             source = largest if rows == max(args.rows) else base / f"ddsc-{rows}.parquet"
-            if source != largest:
+            if source != largest and not source.exists():
                 head(largest, source, rows)
             work = base / f"run-{rows}"
+            shutil.rmtree(work, ignore_errors=True)
             work.mkdir()
+            load = os.getloadavg()[0]
             result = run_prepare(work, source, distractors)
+            result["load"] = (load + os.getloadavg()[0]) / 2
             results.append((rows, source.stat().st_size, result))
-            print(f"{rows} rows: {result['wall']:.1f} s, peak RSS {result['rss'] / 2**30:.2f} GiB", flush=True)
+            print(f"{rows} rows: {result['wall']:.1f} s wall, {result['cpu']:.1f} s CPU, peak RSS "
+                  f"{result['rss'] / 2**30:.2f} GiB", flush=True)
             shutil.rmtree(work / "data", ignore_errors=True)
-        print("\n| rows | input parquet | wall | peak RSS | outputs written | datasets cache left |")
-        print("|---|---|---|---|---|---|")
+        print(f"\n{os.cpu_count()} CPUs; load average = other work on the machine while the run went on")
+        print("| rows | input parquet | wall | CPU (user+sys) | peak RSS | outputs written | datasets cache left | load average |")
+        print("|---|---|---|---|---|---|---|---|")
         for rows, size, r in results:
-            print(f"| {rows:,} | {size / 2**20:.0f} MiB | {r['wall']:.1f} s | {r['rss'] / 2**30:.2f} GiB | "
-                  f"{r['outputs'] / 2**20:.0f} MiB | {r['cache'] / 2**10:.0f} KiB |")
+            print(f"| {rows:,} | {size / 2**20:.0f} MiB | {r['wall']:.1f} s | {r['cpu']:.1f} s | {r['rss'] / 2**30:.2f} GiB | "
+                  f"{r['outputs'] / 2**20:.0f} MiB | {r['cache'] / 2**10:.0f} KiB | {r['load']:.1f} |")
         if len(results) > 1:
             (n0, s0, r0), (n1, s1, r1) = results[0], results[-1]
             print(f"\nfrom {n0:,} to {n1:,} rows ({n1 / n0:.1f}x data): wall x{r1['wall'] / r0['wall']:.1f}, "
-                  f"peak RSS x{r1['rss'] / r0['rss']:.2f}; marginal memory "
+                  f"CPU x{r1['cpu'] / r0['cpu']:.1f}, peak RSS x{r1['rss'] / r0['rss']:.2f}; marginal memory "
                   f"{(r1['rss'] - r0['rss']) / (n1 - n0):.0f} bytes per row against {(s1 - s0) / (n1 - n0):.0f} bytes "
                   "of compressed input per row")
     finally:

@@ -121,13 +121,13 @@ class RowStore:
         ordered = rows[order]
         batch_of = np.searchsorted(self.starts, ordered, side="right") - 1
         cuts = np.concatenate([[0], np.flatnonzero(np.diff(batch_of)) + 1, [len(rows)]])
-        with pa.memory_map(str(self.path)) as mapped:
-            reader = pa.ipc.open_file(mapped)
-            for a, b in zip(cuts[:-1], cuts[1:]):
-                batch = reader.get_batch(int(batch_of[a]))
+        for a, b in zip(cuts[:-1], cuts[1:]):
+            # one memory map per record batch: the pages it touched (the kernel maps them in 64 KiB runs, so
+            # scattered reads touch most of a batch) leave the resident set when it closes
+            with pa.memory_map(str(self.path)) as mapped:
+                batch = pa.ipc.open_file(mapped).get_batch(int(batch_of[a]))
                 taken = batch.select(list(columns)).take(pa.array(ordered[a:b] - self.starts[batch_of[a]]))
                 for c in columns:
                     out[c][order[a:b]] = np.fromiter(taken.column(c).to_pylist(), dtype=object, count=b - a)
                 del batch, taken
-            del reader
         return {c: v.tolist() for c, v in out.items()}

@@ -82,17 +82,21 @@ def _hub_reachable(spec: SourceSpec) -> None:
 
 
 def _load_splits(spec: SourceSpec, kind: str) -> dict[str, Any]:
-    """Split name -> dataset. Local files and folders are streamed (no copy in the datasets cache);
-    hub datasets are downloaded into the usual cache and read memory-mapped from there."""
+    """Split name -> dataset. Local files and folders are streamed (no copy in the datasets cache; a parquet
+    file is read by pyarrow directly); hub datasets are downloaded into the usual cache and read memory-mapped."""
     import datasets
 
     datasets.disable_progress_bars()
     try:
-        if kind == "file":
+        if kind == "file" and Path(spec.path).suffix.lower() == ".parquet":
+            import pyarrow.parquet as pq
+
+            loaded = {"train": pq.ParquetFile(spec.path)}  # read a row group at a time
+        elif kind == "file":
             builder = LOCAL_BUILDERS[Path(spec.path).suffix.lower()]
-            loaded = datasets.load_dataset(builder, data_files={"train": spec.path}, streaming=True)
+            loaded = _stream(datasets.load_dataset_builder(builder, data_files={"train": spec.path}))
         elif kind == "folder":
-            loaded = datasets.load_dataset(spec.path, spec.subset, streaming=True)
+            loaded = _stream(datasets.load_dataset_builder(spec.path, spec.subset))
         else:
             _hub_reachable(spec)
             loaded = datasets.load_dataset(spec.path, spec.subset, revision=spec.revision)
@@ -103,10 +107,27 @@ def _load_splits(spec: SourceSpec, kind: str) -> dict[str, Any]:
     return dict(loaded)
 
 
+def _stream(builder):
+    """``load_dataset(..., streaming=True)``, with parquet read a row group at a time: Arrow's pre-buffering,
+    on by default in datasets' parquet scans, holds a whole file's column chunks in memory."""
+    import pyarrow.dataset
+    from datasets.packaged_modules.parquet.parquet import ParquetConfig
+
+    if isinstance(builder.config, ParquetConfig):
+        builder.config.fragment_scan_options = pyarrow.dataset.ParquetFragmentScanOptions(pre_buffer=False)
+    return builder.as_streaming_dataset()
+
+
 def _batches(spec: SourceSpec, dataset, batch_rows: int) -> Iterator[pd.DataFrame]:
     """A dataset (streamed or memory-mapped) as pandas frames of at most ``batch_rows`` rows."""
     try:
-        for table in dataset.with_format("arrow").iter(batch_size=batch_rows):
+        if hasattr(dataset, "read_row_group"):  # a local parquet file: one row group at a time (iter_batches
+            # holds on to memory as it goes), in slices of batch_rows
+            tables = (table.slice(start, batch_rows) for group in range(dataset.metadata.num_row_groups)
+                      for table in [dataset.read_row_group(group)] for start in range(0, table.num_rows, batch_rows))
+        else:
+            tables = dataset.with_format("arrow").iter(batch_size=batch_rows)
+        for table in tables:
             yield table.to_pandas()
     except Exception as error:  # noqa: BLE001 - reading a stream fails late; still name the source
         raise DataError(f"source {spec.name!r}: could not read {spec.path!r}: {type(error).__name__}: {error}") from None
