@@ -22,13 +22,6 @@ SCHEMA = pa.schema([(name, pa.string()) for name in TEXT_COLUMNS])
 DIGEST = "S20"  # a SHA-1 digest; numpy orders these bytewise, i.e. as their hex digests
 
 
-def sha1(texts: list[str], blank: list[bool] | None = None) -> np.ndarray:
-    """SHA-1 digests of ``texts``; all zeros (``b""``) where ``blank`` says so."""
-    if blank is None:
-        return np.array([hashlib.sha1(t.encode()).digest() for t in texts], dtype=DIGEST)
-    return np.array([b"" if b else hashlib.sha1(t.encode()).digest() for t, b in zip(texts, blank)], dtype=DIGEST)
-
-
 # Text that normalize() leaves as it is but for the case: printable ASCII, Latin-1 letters but ß and a few
 # punctuation marks, no whitespace but single inner spaces. Its key is utf8_lower in Arrow; the rest goes
 # through normalize() in Python. tests/test_rowstore.py checks every character of the class.

@@ -94,3 +94,16 @@ def test_local_sources_leave_no_copy_in_the_datasets_cache(tmp_path, monkeypatch
     assert len(load_source(SourceSpec(name="x", path=str(path)))) > 0
     left = sum(p.stat().st_size for p in cache.rglob("*") if p.is_file()) if cache.exists() else 0
     assert left < 4096, sorted(cache.rglob("*"))
+
+
+def test_progress_names_rows_read_and_kept(tmp_path, caplog):
+    import logging
+
+    from norsparse.splits import build_splits
+
+    folder = fixtures.noropenbookqa(tmp_path / "obqa")
+    spec = SourceSpec(name="obqa", path=str(folder), subset="nb", splits={"train": "train", "test": "test"},
+                      columns={"query": "question_stem", "positive": "fact"})
+    with caplog.at_level(logging.INFO, logger="norsparse.splits"):
+        build_splits({"obqa": load_source(spec)}, {"obqa": {"min_chars": 3, "max_chars": 8000}}, 0.1, 0.2, 13)
+    assert "source obqa: read 16 rows, 14 kept after the empty and length checks" in caplog.text
