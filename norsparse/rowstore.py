@@ -106,14 +106,18 @@ class RowStore:
 
     def read(self, rows: np.ndarray, columns: tuple[str, ...]) -> dict[str, list]:
         """The ``columns`` of ``rows`` (positions in append order, any order), as Python lists."""
+        return {c: array.to_pylist() for c, array in self.read_arrow(rows, columns).items()}
+
+    def read_arrow(self, rows: np.ndarray, columns: tuple[str, ...]) -> dict[str, pa.Array]:
+        """The ``columns`` of ``rows`` (positions in append order, any order), as Arrow arrays."""
         rows = np.asarray(rows, dtype=np.int64)
-        out = {c: np.empty(len(rows), dtype=object) for c in columns}
         if len(rows) == 0:
-            return {c: [] for c in columns}
+            return {c: pa.array([], type=pa.string()) for c in columns}
         order = np.argsort(rows, kind="stable")
         ordered = rows[order]
         batch_of = np.searchsorted(self.starts, ordered, side="right") - 1
         cuts = np.concatenate([[0], np.flatnonzero(np.diff(batch_of)) + 1, [len(rows)]])
+        pieces: dict[str, list[pa.Array]] = {c: [] for c in columns}
         for a, b in zip(cuts[:-1], cuts[1:]):
             # one memory map per record batch: the pages it touched (the kernel maps them in 64 KiB runs, so
             # scattered reads touch most of a batch) leave the resident set when it closes
@@ -121,6 +125,8 @@ class RowStore:
                 batch = pa.ipc.open_file(mapped).get_batch(int(batch_of[a]))
                 taken = batch.select(list(columns)).take(pa.array(ordered[a:b] - self.starts[batch_of[a]]))
                 for c in columns:
-                    out[c][order[a:b]] = np.fromiter(taken.column(c).to_pylist(), dtype=object, count=b - a)
+                    pieces[c].append(taken.column(c))
                 del batch, taken
-        return {c: v.tolist() for c, v in out.items()}
+        back = np.empty(len(rows), dtype=np.int64)
+        back[order] = np.arange(len(rows))
+        return {c: pa.concat_arrays(p).take(pa.array(back)) for c, p in pieces.items()}

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
@@ -349,32 +350,63 @@ class Prepared:
         folder.mkdir(parents=True, exist_ok=True)
         doc_ids: list[str] = []
         columns = ("positive_id", "positive_title", "positive_text", "negative_id", "negative_title", "negative_text")
-        with (folder / "corpus.jsonl").open("w", encoding="utf-8") as out:
-            for window, texts in self._windows(plan.doc_rows, columns):
-                sources = self.source[plan.doc_rows[window]]
-                stable = hex12(self.keys[plan.doc_keys[window]])
-                for i, negative in enumerate(plan.doc_negative[window].tolist()):
-                    prefix = "negative" if negative else "positive"
-                    doc_id, title = texts[f"{prefix}_id"][i], texts[f"{prefix}_title"][i]
-                    doc_id = f"{self.names[sources[i]]}-{doc_id or stable[i]}"
-                    if window.start + i < plan.own_docs:
-                        doc_ids.append(doc_id)
-                    out.write(f'{{"_id": {_json(doc_id)}, "title": {_json(title or "")}, "text": {_json(texts[f"{prefix}_text"][i])}}}\n')
+        with (folder / "corpus.jsonl").open("wb") as out:
+            for start in range(0, len(plan.doc_rows), WINDOW):
+                window = slice(start, start + WINDOW)
+                texts = self.store.read_arrow(plan.doc_rows[window], columns)
+                negative = pa.array(plan.doc_negative[window])
+                pick = {c: pc.if_else(negative, texts[f"negative_{c}"], texts[f"positive_{c}"]) for c in ("id", "title", "text")}
+                ids = self._ids(plan.doc_rows[window], pick["id"].to_pylist(), plan.doc_keys[window], "")
+                doc_ids += ids[:max(0, plan.own_docs - start)]
+                _write_json_lines(out, {"_id": pa.array(ids, type=pa.string()), "title": pc.fill_null(pick["title"], ""),
+                                        "text": pick["text"]})
         query_ids: list[str] = []
-        with (folder / "queries.jsonl").open("w", encoding="utf-8") as out:
-            for window, texts in self._windows(plan.query_rows, ("query_id", "query")):
-                sources = self.source[plan.query_rows[window]]
-                stable = hex12(self.keys[self.q[plan.query_rows[window]]])
-                for i, (query_id, query) in enumerate(zip(texts["query_id"], texts["query"])):
-                    source = self.names[sources[i]]
-                    query_ids.append(f"{source}-{query_id}" if query_id else f"{source}-q-{stable[i]}")
-                    out.write(f'{{"_id": {_json(query_ids[-1])}, "text": {_json(query)}}}\n')
+        with (folder / "queries.jsonl").open("wb") as out:
+            for start in range(0, len(plan.query_rows), WINDOW):
+                rows = plan.query_rows[start:start + WINDOW]
+                texts = self.store.read_arrow(rows, ("query_id", "query"))
+                query_ids += self._ids(rows, texts["query_id"].to_pylist(), self.q[rows], "q-")
+                _write_json_lines(out, {"_id": pa.array(query_ids[start:], type=pa.string()), "text": texts["query"]})
         (folder / "qrels").mkdir(exist_ok=True)
         with (folder / "qrels" / "test.tsv").open("w", encoding="utf-8", newline="") as out:
             writer = csv.writer(out, delimiter="\t", lineterminator="\n")
             writer.writerow(QRELS_HEADER)
             for query, doc in zip(*(a.tolist() for a in plan.qrels)):
                 writer.writerow([query_ids[query], doc_ids[doc], 1])
+
+    def _ids(self, rows: np.ndarray, own: list, keys: np.ndarray, stable_prefix: str) -> list[str]:
+        """``source-id`` where the row has an id, else ``source-[q-]`` and 12 hex digits of the text's digest."""
+        stable = hex12(self.keys[keys])
+        return [f"{self.names[s]}-{i}" if i else f"{self.names[s]}-{stable_prefix}{h}"
+                for s, i, h in zip(self.source[rows].tolist(), own, stable)]
+
+
+_NEEDS_ESCAPE = r'[\x00-\x1f"\\]'  # what json.dumps escapes with ensure_ascii=False (RE2)
+
+
+def _write_json_lines(out, fields: dict[str, pa.Array]) -> None:
+    """One JSON object per row, byte for byte as ``json.dumps(row, ensure_ascii=False)``: strings that need no
+    escaping are joined in Arrow, the others encoded by json's own encoder."""
+    names = list(fields)
+    escape = np.zeros(len(fields[names[0]]), dtype=bool)
+    for array in fields.values():
+        escape |= pc.match_substring_regex(array, _NEEDS_ESCAPE).to_numpy(zero_copy_only=False)
+    parts = []
+    for i, name in enumerate(names):
+        parts += [("{" if i == 0 else ", ") + f'"{name}": "', fields[name], '"']
+    lines = pc.binary_join_element_wise(*parts, "}\n", "")
+    if escape.any():
+        where = np.flatnonzero(escape)
+        slow = [None] * len(escape)
+        columns = [fields[n].take(pa.array(where)).to_pylist() for n in names]
+        for k, values in zip(where.tolist(), zip(*columns)):
+            slow[k] = "{" + ", ".join(f'"{n}": {_json(v)}' for n, v in zip(names, values)) + "}\n"
+        lines = pc.if_else(pa.array(escape), pa.array(slow, type=pa.string()), lines)
+    assert lines.null_count == 0
+    if len(lines):
+        offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64 if pa.types.is_large_string(lines.type) else np.int32)
+        first, last = int(offsets[lines.offset]), int(offsets[lines.offset + len(lines)])
+        out.write(memoryview(lines.buffers()[2])[first:last])
 
 
 @contextlib.contextmanager

@@ -107,3 +107,16 @@ def test_progress_names_rows_read_and_kept(tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="norsparse.splits"):
         build_splits({"obqa": load_source(spec)}, {"obqa": {"min_chars": 3, "max_chars": 8000}}, 0.1, 0.2, 13)
     assert "source obqa: read 16 rows, 14 kept after the empty and length checks" in caplog.text
+
+
+def test_json_lines_are_those_of_json_dumps(tmp_path):
+    import io
+    import json
+
+    from norsparse.splits import _write_json_lines
+
+    texts = random_texts(500, seed=2) + ['"sitat"', "back\\slash", "tab\there", "nul\x00", "\x1f", "æøå \u2028 \U0001F600"]
+    rows = [{"_id": f"id-{i}", "title": texts[-i - 1], "text": t} for i, t in enumerate(texts)]
+    out = io.BytesIO()
+    _write_json_lines(out, {k: pa.array([r[k] for r in rows], type=pa.string()) for k in ("_id", "title", "text")})
+    assert out.getvalue().decode() == "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
