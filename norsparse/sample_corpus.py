@@ -15,7 +15,7 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from .beir import load_beir, read_jsonl, write_beir
+from .beir import load_beir, read_jsonl
 from .params import load_params
 from .splits import prepare_sources
 
@@ -86,12 +86,12 @@ def bm25_test_ndcg(params_path: Path = Path("params.yaml")) -> dict:
 
     params = load_params(params_path)
     shipped = [s for s in params.data.sources if Path(s.path).resolve().is_relative_to(SAMPLE.resolve())]
-    prepared = prepare_sources(params.data, shipped)
-    with tempfile.TemporaryDirectory() as tmp:
-        write_beir(Path(tmp) / "test", prepared.test)
+    with prepare_sources(params.data, shipped) as prepared, tempfile.TemporaryDirectory() as tmp:
+        prepared.write_evaluation("test", Path(tmp) / "test")
+        summary = prepared.summary()
         scores, _ = bm25_scores([beir_task(Path(tmp) / "test", "NorsparseSampleTest")])
     return {"ndcg@10": round(scores["NorsparseSampleTest"]["ndcg@10"], 4),
-            "test_queries": len(prepared.test.queries), "test_passages": len(prepared.test.corpus)}
+            "test_queries": summary["test_queries"], "test_passages": summary["test_corpus"]}
 
 
 def data_card(facts: dict, bm25: dict, model_score: dict | None) -> str:

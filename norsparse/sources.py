@@ -13,6 +13,7 @@ split, a hub id without a revision, an unreachable hub.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -81,15 +82,21 @@ def _hub_reachable(spec: SourceSpec) -> None:
 
 
 def _load_splits(spec: SourceSpec, kind: str) -> dict[str, Any]:
+    """Split name -> dataset. Local files and folders are streamed (no copy in the datasets cache; a parquet
+    file is read by pyarrow directly); hub datasets are downloaded into the usual cache and read memory-mapped."""
     import datasets
 
     datasets.disable_progress_bars()
     try:
-        if kind == "file":
+        if kind == "file" and Path(spec.path).suffix.lower() == ".parquet":
+            import pyarrow.parquet as pq
+
+            loaded = {"train": pq.ParquetFile(spec.path)}  # read a row group at a time
+        elif kind == "file":
             builder = LOCAL_BUILDERS[Path(spec.path).suffix.lower()]
-            loaded = datasets.load_dataset(builder, data_files={"train": spec.path})
+            loaded = _stream(datasets.load_dataset_builder(builder, data_files={"train": spec.path}))
         elif kind == "folder":
-            loaded = datasets.load_dataset(spec.path, spec.subset)
+            loaded = _stream(datasets.load_dataset_builder(spec.path, spec.subset))
         else:
             _hub_reachable(spec)
             loaded = datasets.load_dataset(spec.path, spec.subset, revision=spec.revision)
@@ -98,6 +105,32 @@ def _load_splits(spec: SourceSpec, kind: str) -> dict[str, Any]:
     except Exception as error:  # noqa: BLE001 - name the source whatever the library raised
         raise DataError(f"source {spec.name!r}: could not load {spec.path!r}: {type(error).__name__}: {error}") from None
     return dict(loaded)
+
+
+def _stream(builder):
+    """``load_dataset(..., streaming=True)``, with parquet read a row group at a time: Arrow's pre-buffering,
+    on by default in datasets' parquet scans, holds a whole file's column chunks in memory."""
+    import pyarrow.dataset
+    from datasets.packaged_modules.parquet.parquet import ParquetConfig
+
+    if isinstance(builder.config, ParquetConfig):
+        builder.config.fragment_scan_options = pyarrow.dataset.ParquetFragmentScanOptions(pre_buffer=False)
+    return builder.as_streaming_dataset()
+
+
+def _batches(spec: SourceSpec, dataset, batch_rows: int) -> Iterator[pd.DataFrame]:
+    """A dataset (streamed or memory-mapped) as pandas frames of at most ``batch_rows`` rows."""
+    try:
+        if hasattr(dataset, "read_row_group"):  # a local parquet file: one row group at a time (iter_batches
+            # holds on to memory as it goes), in slices of batch_rows
+            tables = (table.slice(start, batch_rows) for group in range(dataset.metadata.num_row_groups)
+                      for table in [dataset.read_row_group(group)] for start in range(0, table.num_rows, batch_rows))
+        else:
+            tables = dataset.with_format("arrow").iter(batch_size=batch_rows)
+        for table in tables:
+            yield table.to_pandas()
+    except Exception as error:  # noqa: BLE001 - reading a stream fails late; still name the source
+        raise DataError(f"source {spec.name!r}: could not read {spec.path!r}: {type(error).__name__}: {error}") from None
 
 
 def _pick_column(spec: SourceSpec, role: str, columns: list[str], split: str) -> str | None:
@@ -155,10 +188,10 @@ def _table_rows(spec: SourceSpec, frame: pd.DataFrame, split_name: str | None, r
         "query": frame[q].values,
         "positive_text": frame[p].values,
         "positive_title": frame[t].values if t else None,
-        "negative_text": frame[n].map(_first_text).values if n else None,
+        "negative_text": (frame[n].map(_first_text) if frame[n].dtype == object else frame[n]).values if n else None,
     })
-    # A list of positives (e.g. several relevant passages) becomes one row each.
-    if rows["positive_text"].map(lambda v: isinstance(v, (list, tuple)) or hasattr(v, "tolist")).any():
+    # A list of positives (e.g. several relevant passages) becomes one row each (only an object column holds lists).
+    if frame[p].dtype == object and rows["positive_text"].map(lambda v: isinstance(v, (list, tuple)) or hasattr(v, "tolist")).any():
         rows["positive_text"] = rows["positive_text"].map(lambda v: list(v) if hasattr(v, "__iter__") and not isinstance(v, str) else [v])
         rows = rows.explode("positive_text", ignore_index=True)
     rows["split"] = split_name
@@ -216,24 +249,34 @@ def _read_hard_negatives(folder: Path, data) -> dict[str, list[str]]:
     return negatives
 
 
-def load_source(spec: SourceSpec) -> pd.DataFrame:
-    """All rows of one source, before cleaning, in the shared row layout."""
-    kind = check_source(spec)
-    if kind == "beir":
-        rows = _beir_rows(spec)
-    else:
-        loaded = _load_splits(spec, kind)
-        wanted = spec.splits or {None: name for name in loaded}  # no mapping: every split, split by ratio later
-        parts = []
-        for ours, theirs in wanted.items():
-            if theirs not in loaded:
-                raise DataError(
-                    f"source {spec.name!r}: split {theirs!r} not found; available splits: {', '.join(loaded)}"
-                )
-            parts.append(_table_rows(spec, loaded[theirs].to_pandas(), ours, theirs))
-        rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+def _layout(spec: SourceSpec, rows: pd.DataFrame) -> pd.DataFrame:
     for column in ROW_COLUMNS:
         if column not in rows:
             rows[column] = None
     rows["source"] = spec.name
     return rows[ROW_COLUMNS].reset_index(drop=True)
+
+
+def iter_source(spec: SourceSpec, batch_rows: int = 20_000) -> Iterator[pd.DataFrame]:
+    """The rows of one source, before cleaning, in the shared row layout, in batches of about ``batch_rows``."""
+    kind = check_source(spec)
+    if kind == "beir":
+        rows = _beir_rows(spec)
+        for start in range(0, len(rows), batch_rows):
+            yield _layout(spec, rows.iloc[start:start + batch_rows].copy())
+        return
+    loaded = _load_splits(spec, kind)
+    # no mapping: every split, split by ratio later (a dict {None: ...} once kept only the last split)
+    wanted = list(spec.splits.items()) if spec.splits else [(None, name) for name in loaded]
+    for _, theirs in wanted:
+        if theirs not in loaded:
+            raise DataError(f"source {spec.name!r}: split {theirs!r} not found; available splits: {', '.join(loaded)}")
+    for ours, theirs in wanted:
+        for frame in _batches(spec, loaded[theirs], batch_rows):
+            yield _layout(spec, _table_rows(spec, frame, ours, theirs))
+
+
+def load_source(spec: SourceSpec) -> pd.DataFrame:
+    """All rows of one source, before cleaning, in the shared row layout."""
+    parts = list(iter_source(spec))
+    return pd.concat(parts, ignore_index=True) if parts else _layout(spec, pd.DataFrame())

@@ -185,3 +185,10 @@ def test_the_light_input_checks_accept_every_recipe_layout(tmp_path, builder, sp
 
     folder = builder(tmp_path / builder.__name__)
     assert light_check(SourceSpec(name="x", path=str(folder), **spec)) == folder
+
+
+def test_a_source_without_split_mapping_reads_every_split(tmp_path):
+    """No `splits`: all of the source's splits are read and split by ratio (before issue 11 only the last one was)."""
+    folder = fixtures.all_nli_norwegian(tmp_path / "nli")
+    rows = load_source(SourceSpec(name="nli", path=str(folder)))
+    assert len(rows) == 15 + 5 + 5 and rows["split"].isna().all()
