@@ -472,5 +472,7 @@ def build_splits(raw: dict[str, pd.DataFrame], cleaning: dict[str, dict], dev: f
     with split_rows({name: [rows] for name, rows in raw.items()}, cleaning, dev, test, seed, distractors) as prepared, \
             tempfile.TemporaryDirectory() as tmp:
         prepared.write(Path(tmp))
-        return PreparedData(pd.read_parquet(Path(tmp) / "train.parquet"), load_beir(Path(tmp) / "dev"),
-                            load_beir(Path(tmp) / "test"), prepared.stats, prepared.summary())
+        empty = {split for split in ("dev", "test") if not prepared.summary()[f"{split}_queries"]}  # legit here
+        dev_data, test_data = (BeirData() if split in empty else load_beir(Path(tmp) / split) for split in ("dev", "test"))
+        return PreparedData(pd.read_parquet(Path(tmp) / "train.parquet"), dev_data, test_data, prepared.stats,
+                            prepared.summary())
