@@ -8,7 +8,7 @@ from pathlib import Path
 
 from norsparse.atomic import atomic_dir, write_json
 from norsparse.beir import load_beir
-from norsparse.calibration import Encoded, choose, mean_active_dims, sweep, value_quantiles
+from norsparse.calibration import Encoded, choose, mean_active_dims, refine, sweep, value_quantiles
 from norsparse.model_io import filter_module, load_model, save_model
 from norsparse.params import Params
 from norsparse.stage import StageError, run_stage
@@ -26,12 +26,12 @@ def main(params: Params) -> None:
     encoded = Encoded(model, dev, p.batch_size)  # encoded once; each threshold is applied to these vectors
 
     candidates = list(p.thresholds) + (value_quantiles(encoded) if p.add_quantile_thresholds else [])
-    curve = sweep(encoded, candidates)
+    curve = refine(encoded, sweep(encoded, candidates), p.max_ndcg_drop, p.max_empty_fraction, p.refine_steps)
     choice = choose(curve, p.max_ndcg_drop, p.max_empty_fraction)
-    log.info("chose threshold %.4g: dev NDCG@10 %.4f (unthresholded %.4f); active dims %.1f -> %.1f (document), "
-             "%.1f -> %.1f (query)", choice["threshold"], choice["ndcg@10"], choice["ndcg@10_unthresholded"],
+    log.info("chose threshold %.4g: dev NDCG@10 %.4f (unthresholded %.4f); active dims %.1f -> %.1f (document, "
+             "%.2f%% zeros), %.1f -> %.1f (query)", choice["threshold"], choice["ndcg@10"], choice["ndcg@10_unthresholded"],
              choice["document_active_dims_unthresholded"], choice["document_active_dims"],
-             choice["query_active_dims_unthresholded"], choice["query_active_dims"])
+             100 * choice["document_zero_fraction"], choice["query_active_dims_unthresholded"], choice["query_active_dims"])
 
     filter_module(model).threshold = choice["threshold"]
     emitted = mean_active_dims(Encoded(model, dev, p.batch_size).documents)
