@@ -3,9 +3,17 @@
 Every saved model carries ``sparsity_filter.py`` at its root and names it in
 ``modules.json`` as ``sparsity_filter.SparsityFilter``, so it loads with
 ``SparseEncoder(path, trust_remote_code=True)`` where norsparse is not installed.
+
+It also carries ``norsparse_model.json``: the SHA-256 of every Python file in the
+folder when norsparse wrote it. The user-facing commands (``search``, ``export``,
+``encode``) run a model's code only when that record matches the folder, or when
+the user passes ``--trust-remote-code`` after reviewing the code themselves. The
+record says "norsparse wrote this code and it is unchanged since"; it is a
+provenance check against mistakes, not a signature against an attacker.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -14,6 +22,30 @@ from . import sparsity_filter
 
 FILTER_FILE = Path(sparsity_filter.__file__)
 FILTER_TYPE = "sparsity_filter.SparsityFilter"
+PROVENANCE = "norsparse_model.json"
+
+
+class UntrustedCodeError(RuntimeError):
+    """A model folder holds code that norsparse did not write (or that changed since) and no flag trusts it."""
+
+
+def code_files(folder: Path) -> dict[str, str]:
+    """Every Python file under ``folder`` (relative path -> SHA-256)."""
+    folder = Path(folder)
+    return {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(folder.rglob("*.py")) if path.is_file()}
+
+
+def written_by_norsparse(folder: Path) -> bool:
+    """True when ``folder`` carries norsparse's provenance record and its code files are exactly those recorded."""
+    record = Path(folder) / PROVENANCE
+    if not record.is_file():
+        return False
+    try:
+        recorded = json.loads(record.read_text(encoding="utf-8")).get("code_sha256", {})
+    except (json.JSONDecodeError, AttributeError):
+        return False
+    return recorded == code_files(folder)
 
 
 def save_model(model, folder: Path) -> None:
@@ -31,12 +63,35 @@ def save_model(model, folder: Path) -> None:
         if module["type"].endswith("sparsity_filter.SparsityFilter"):
             module["type"] = FILTER_TYPE
     modules_path.write_text(json.dumps(modules, indent=2) + "\n", encoding="utf-8")
+    (folder / PROVENANCE).write_text(json.dumps({"written_by": "norsparse", "code_sha256": code_files(folder)},
+                                                indent=2) + "\n", encoding="utf-8")
 
 
 def load_model(folder: Path, device: str | None = None):
     from sentence_transformers import SparseEncoder
 
     return SparseEncoder(str(folder), trust_remote_code=True, device=device)
+
+
+def open_model(path: str | Path, trust_remote_code: bool = False, device: str | None = None):
+    """Load a model for a user-facing command: its code runs only if norsparse wrote it, or if trusted explicitly.
+
+    A folder without code files loads as plain sentence-transformers would load it. A hub id or a folder with
+    foreign or changed code files needs ``trust_remote_code=True`` (the ``--trust-remote-code`` flag)."""
+    from sentence_transformers import SparseEncoder
+
+    folder = Path(path)
+    trusted = trust_remote_code or (folder.is_dir() and written_by_norsparse(folder))
+    if not trusted and folder.is_dir() and code_files(folder):
+        raise UntrustedCodeError(
+            f"{path} holds code that norsparse did not write or that changed since ({', '.join(code_files(folder))}); "
+            "read it, then pass --trust-remote-code to run it")
+    try:
+        return SparseEncoder(str(path), trust_remote_code=trusted, device=device)
+    except ValueError as error:
+        if not trusted and "trust_remote_code" in str(error):
+            raise UntrustedCodeError(f"{path} needs remote code: read it, then pass --trust-remote-code ({error})") from None
+        raise
 
 
 def filter_module(model):
