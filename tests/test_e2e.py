@@ -169,6 +169,22 @@ def test_trainer_saved_checkpoints_of_the_patched_model(reproduced):
     assert (checkpoints[-1] / "modeling_gptbert.py").exists() or any(checkpoints[-1].rglob("modeling_gptbert.py"))
 
 
+def test_search_on_the_test_split_names_the_matched_tokens(reproduced):
+    """`norsparse search` with the released model on the prepared test split: passages, scores, matched tokens."""
+    queries = [json.loads(line) for line in (reproduced / "data/prepared/test/queries.jsonl").read_text(encoding="utf-8").splitlines()]
+    texts = [q["text"] for q in queries[:3]]
+    result = run(["norsparse", "search", "models/release", "data/prepared/test", *texts, "-k", "3", "--json", "-q"], reproduced)
+    answers = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert [a["query"] for a in answers] == texts
+    for answer in answers:
+        assert len(answer["hits"]) == 3
+        top = answer["hits"][0]
+        assert top["matches"] and all(m["token"] and m["contribution"] > 0 for m in top["matches"])
+        assert any(not m["query_expansion"] for m in top["matches"])  # a token of the query's own text matched
+    printed = run(["norsparse", "search", "models/release", "data/prepared/test", texts[0], "-q"], reproduced).stdout
+    assert "matched:" in printed and "×" in printed
+
+
 def test_capped_model_calibrates_to_99_percent_zeros(reproduced):
     """Runs last: it leaves the workspace on the capped model.
 

@@ -247,3 +247,24 @@ def test_inference_free_export_carries_the_query_side_for_doc_only_mode(inferenc
     for query in load_queries(sample).values():
         want = {i: w for i, w in exact.encode(query).items() if i not in unservable and w > 0}
         assert packaged.encode(query) == pytest.approx(want, rel=1e-6)
+
+
+def test_latency_benchmark_runs_both_paths_side_by_side(tiny_inference_free, sample, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("query_latency", ROOT / "benchmarks/query_latency.py")
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    import os
+
+    affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    threads = torch.get_num_threads()
+    try:
+        assert benchmark.main([str(tiny_inference_free), "--queries", str(sample), "--rounds", "1"]) == 0
+    finally:
+        torch.set_num_threads(threads)  # the benchmark pins the process to one core and one torch thread
+        if affinity:
+            os.sched_setaffinity(0, affinity)
+    out = capsys.readouterr().out
+    assert "sentence-transformers encode_query" in out and "StaticQueryEncoder.encode (fast)" in out
+    assert "outputs identical on 40/40 queries" in out
