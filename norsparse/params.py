@@ -221,6 +221,7 @@ class PublishParams(Strict):
     private: bool = True
     model_name: str | None = None
     license: str = "apache-2.0"
+    examples: Annotated[int, Field(ge=0, le=20)] = 3  # test queries shown in the model card with their top passage
 
     @model_validator(mode="after")
     def _repo_when_pushing(self):
