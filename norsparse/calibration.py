@@ -19,6 +19,14 @@ The chosen threshold is the largest whose NDCG@10 stays within
 ``calibrate.max_ndcg_drop`` of the unthresholded model and that leaves at most
 ``calibrate.max_empty_fraction`` more queries or documents without any active
 dimension (an empty document can never be retrieved, whatever NDCG says).
+
+Queries get their own threshold where one threshold would empty them: a query's
+weights are max-pooled over a few tokens, and on a model whose weights all sit high
+(the soft cap kept) the threshold that makes documents 99% sparse zeroes whole
+queries. ``query_threshold_cap`` is the largest query threshold that keeps the
+empty queries within ``calibrate.max_empty_fraction``; each candidate ``t`` then
+thresholds documents at ``t`` and queries at ``min(t, cap)``. Where ``t`` empties
+no queries (the usual case), both thresholds are the same.
 """
 from __future__ import annotations
 
@@ -109,12 +117,31 @@ def _scores(queries: torch.Tensor, documents: torch.Tensor) -> torch.Tensor:
         return torch.sparse.mm(queries, documents.t()).to_dense()
 
 
-def measure(encoded: Encoded, threshold: float) -> dict:
-    """NDCG@10, active dimensions, zeros and empty vectors at one threshold."""
-    queries, documents = thresholded(encoded.queries, threshold), thresholded(encoded.documents, threshold)
+def query_threshold_cap(encoded: Encoded, max_empty_fraction: float, extra: list[float] = ()) -> float:
+    """The largest query threshold (quantiles of the non-zero query values, and ``extra``) that leaves at most
+    ``max_empty_fraction`` more queries without an active dimension than no threshold does."""
+    values = encoded.queries.values().abs().float()
+    values = values[values > 0]
+    if values.numel() == 0:
+        return 0.0
+    if values.numel() > 1_000_000:
+        values = values[torch.randperm(values.numel(), generator=torch.Generator().manual_seed(0))[:1_000_000]]
+    candidates = sorted(set(torch.quantile(values, torch.tensor(QUANTILES, dtype=values.dtype)).tolist()) | set(extra) | {0.0})
+    reference = empty_fraction(encoded.queries)
+    allowed = [t for t in candidates if empty_fraction(thresholded(encoded.queries, t)) <= reference + max_empty_fraction]
+    return round(float(max(allowed)), 6)
+
+
+def measure(encoded: Encoded, threshold: float, query_cap: float | None = None) -> dict:
+    """NDCG@10, active dimensions, zeros and empty vectors at one threshold.
+
+    With ``query_cap``, queries are thresholded at ``min(threshold, query_cap)``: their own, lower threshold."""
+    query_threshold = threshold if query_cap is None else min(threshold, query_cap)
+    queries, documents = thresholded(encoded.queries, query_threshold), thresholded(encoded.documents, threshold)
     masked = getattr(encoded, "masked", 0)
     point = {
         "threshold": threshold,
+        "query_threshold": query_threshold,
         "ndcg@10": round(ndcg_at_10(_scores(queries, documents), encoded.gains), 6),
         "query_active_dims": round(mean_active_dims(queries), 3),
         "document_active_dims": round(mean_active_dims(documents), 3),
@@ -129,9 +156,9 @@ def measure(encoded: Encoded, threshold: float) -> dict:
     return point
 
 
-def sweep(encoded: Encoded, thresholds: list[float]) -> list[dict]:
+def sweep(encoded: Encoded, thresholds: list[float], query_cap: float | None = None) -> list[dict]:
     """NDCG@10 and mean active dimensions at each threshold (and at 0, the reference)."""
-    return [measure(encoded, threshold) for threshold in sorted(set(float(t) for t in thresholds) | {0.0})]
+    return [measure(encoded, threshold, query_cap) for threshold in sorted(set(float(t) for t in thresholds) | {0.0})]
 
 
 def admissible(point: dict, reference: dict, max_ndcg_drop: float, max_empty_fraction: float = 1.0) -> bool:
@@ -141,7 +168,7 @@ def admissible(point: dict, reference: dict, max_ndcg_drop: float, max_empty_fra
 
 
 def refine(encoded: Encoded, curve: list[dict], max_ndcg_drop: float, max_empty_fraction: float = 1.0,
-           steps: int = 8) -> list[dict]:
+           steps: int = 8, query_cap: float | None = None) -> list[dict]:
     """Bisect between the largest admissible threshold and the next larger one tried, ``steps`` times.
 
     The curve (sorted by threshold) is returned with the new points; NDCG@10 need not fall monotonically,
@@ -157,7 +184,7 @@ def refine(encoded: Encoded, curve: list[dict], max_ndcg_drop: float, max_empty_
         middle = (best + min(above)) / 2
         if middle <= best or middle >= min(above):  # float resolution reached
             break
-        curve = sorted(curve + [measure(encoded, middle)], key=lambda p: p["threshold"])
+        curve = sorted(curve + [measure(encoded, middle, query_cap)], key=lambda p: p["threshold"])
     return curve
 
 
@@ -169,6 +196,7 @@ def choose(curve: list[dict], max_ndcg_drop: float, max_empty_fraction: float = 
     chosen = max(allowed, key=lambda p: p["threshold"])
     return {
         "threshold": chosen["threshold"],
+        "query_threshold": chosen.get("query_threshold", chosen["threshold"]),
         "max_ndcg_drop": max_ndcg_drop,
         "ndcg@10": chosen["ndcg@10"],
         "ndcg@10_unthresholded": reference["ndcg@10"],

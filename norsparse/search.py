@@ -61,13 +61,13 @@ class Vocabulary:
 
     def __init__(self, model):
         self.tokenizer = model.tokenizer
-        dims = model.get_embedding_dimension()
-        self.is_tokens = self.tokenizer is not None and dims <= len(self.tokenizer) + 1 and not _is_csr(model)
+        self.is_tokens = self.tokenizer is not None and not _is_csr(model)
 
     def names(self, ids: list[int]) -> list[str]:
         if not self.is_tokens:
             return [f"dim:{i}" for i in ids]
-        return self.tokenizer.convert_ids_to_tokens(ids)
+        # a head wider than the tokenizer (padded vocabularies) has dimensions without a token
+        return [name if name is not None else f"dim:{i}" for i, name in zip(ids, self.tokenizer.convert_ids_to_tokens(ids))]
 
     def text_ids(self, text: str) -> set[int]:
         if not self.is_tokens:

@@ -78,7 +78,7 @@ class Capped:
         queries[:, :masked] = 0
         self.documents, self.queries = documents.to_sparse().coalesce(), queries.to_sparse().coalesce()
         self.gains = [{i: 1} for i in range(n)]
-        self.masked = masked
+        self.masked, self.own = masked, own
 
 
 def test_a_capped_model_reaches_99_percent_zeros_within_the_budget():
@@ -104,3 +104,19 @@ def test_refine_bisects_towards_the_edge_of_the_budget():
     refined = refine(encoded, coarse, 0.01, 0.01, steps=10)
     assert len(refined) == len(coarse) + 10
     assert choose(refined, 0.01, 0.01)["threshold"] > 2.0  # well into the capped range
+
+
+def test_queries_get_a_lower_threshold_where_the_documents_would_empty_them():
+    from norsparse.calibration import query_threshold_cap, refine, value_quantiles
+
+    encoded = Capped()
+    # queries max-pool over few tokens: their own tokens stand out less than a document's
+    floor = encoded.documents.to_dense().flip(0) - encoded.own
+    encoded.queries = (floor * 0.98 + encoded.own * 0.4).to_sparse().coalesce()
+    cap = query_threshold_cap(encoded, 0.01)
+    assert 0 < cap < max(value_quantiles(encoded))
+    curve = refine(encoded, sweep(encoded, value_quantiles(encoded), cap), 0.01, 0.01, query_cap=cap)
+    choice = choose(curve, 0.01, 0.01)
+    assert choice["query_threshold"] == min(choice["threshold"], cap) < choice["threshold"]
+    assert choice["document_zero_fraction"] >= 0.99
+    assert all(p["empty_queries"] <= 0.01 for p in curve if p["threshold"] == choice["threshold"])
