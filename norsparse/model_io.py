@@ -100,3 +100,16 @@ def filter_module(model):
     if type(module).__name__ != "SparsityFilter":
         raise ValueError(f"the last module is {type(module).__name__}, not SparsityFilter: not a norsparse model")
     return module
+
+
+def refresh_filter(model):
+    """Swap a SparsityFilter loaded from an older copy of ``sparsity_filter.py`` for this version's, settings kept.
+
+    A model folder carries its own copy of the module, and the loaded class is that copy; one written before
+    the query threshold existed would silently ignore it."""
+    from .sparsity_filter import SparsityFilter
+
+    old = filter_module(model)
+    if not hasattr(old, "threshold_for"):
+        model._modules[str(len(model) - 1)] = SparsityFilter(old.threshold, old.masked_token_ids, getattr(old, "query_threshold", None))
+    return model

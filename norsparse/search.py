@@ -146,6 +146,8 @@ class SparseIndex:
         dense_query = vector.to_dense()[0]
         hits = []
         for rank, (score, position) in enumerate(zip(top.values.tolist(), top.indices.tolist()), 1):
+            if score <= 0:  # shares no dimension with the query: not a match
+                break
             hit = Hit(rank, self.ids[position], score, self.texts[position])
             if explain_tokens != 0:
                 hit.matches = self.explain(query, dense_query, position)[:explain_tokens]

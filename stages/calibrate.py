@@ -9,7 +9,7 @@ from pathlib import Path
 from norsparse.atomic import atomic_dir, write_json
 from norsparse.beir import load_beir
 from norsparse.calibration import Encoded, choose, mean_active_dims, query_threshold_cap, refine, sweep, value_quantiles
-from norsparse.model_io import filter_module, load_model, save_model
+from norsparse.model_io import filter_module, load_model, refresh_filter, save_model
 from norsparse.params import Params
 from norsparse.stage import StageError, run_stage
 from norsparse.training import select_device
@@ -21,7 +21,7 @@ DEV = Path("data/prepared/dev")
 def main(params: Params) -> None:
     p = params.calibrate
     dev = load_beir(DEV)
-    model = load_model(Path("models/trained"), device=select_device(params.train.device))
+    model = refresh_filter(load_model(Path("models/trained"), device=select_device(params.train.device)))
     filter_module(model).threshold = 0.0
     encoded = Encoded(model, dev, p.batch_size)  # encoded once; each threshold is applied to these vectors
 

