@@ -120,14 +120,16 @@ model = SparseEncoder({str(reproduced / "models/release")!r}, trust_remote_code=
 docs = [json.loads(l) for l in open({str(reproduced / "data/prepared/dev/corpus.jsonl")!r}, encoding="utf-8")]
 texts = [(d["title"] + " " + d["text"]).strip() for d in docs]
 vectors = model.encode_document(texts, batch_size={SMALL["calibrate"]["batch_size"]}, convert_to_tensor=True, convert_to_sparse_tensor=False)
-one = model.encode_document(["Oslo er hovedstaden i Norge."], convert_to_tensor=True, convert_to_sparse_tensor=False)[0]
-print(json.dumps({{"mean_active": float((vectors != 0).sum(dim=1).float().mean()), "dims": int(one.numel()),
-                  "active": int((one != 0).sum())}}))
+active = (vectors != 0).sum(dim=1).float()
+print(json.dumps({{"mean_active": float(active.mean()), "dims": int(vectors.shape[1]),
+                  "nonempty": float((active > 0).float().mean())}}))
 """
     result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
-    assert 0 < out["active"] < out["dims"]  # Norwegian text in, a vector with exact zeros out
+    # Norwegian text in, vectors with exact zeros out; the calibration keeps (almost) every dev document non-empty
+    # (a short probe sentence may be empty on this tiny model: its calibrated threshold leaves ~4 dims a document)
+    assert 0 < out["mean_active"] < out["dims"] and out["nonempty"] >= 0.98
     assert out["mean_active"] == pytest.approx(calibration["document_active_dims"], abs=1e-3)
 
 
