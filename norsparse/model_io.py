@@ -3,6 +3,13 @@
 Every saved model carries ``sparsity_filter.py`` at its root and names it in
 ``modules.json`` as ``sparsity_filter.SparsityFilter``, so it loads with
 ``SparseEncoder(path, trust_remote_code=True)`` where norsparse is not installed.
+
+It also carries ``norsparse_model.json``: the SHA-256 of every Python file in the
+folder when norsparse wrote it. The user-facing commands (``search``, ``export``,
+``encode``) run a model's code only when that record matches the folder, or when
+the user passes ``--trust-remote-code`` after reviewing the code themselves. The
+record says "norsparse wrote this code and it is unchanged since"; it is a
+provenance check against mistakes, not a signature against an attacker.
 """
 from __future__ import annotations
 
@@ -70,6 +77,10 @@ def written_by_norsparse(folder: Path) -> tuple[bool, str]:
     return True, "written by norsparse"
 
 
+class UntrustedCodeError(RuntimeError):
+    """A model folder holds code that norsparse did not write (or that changed since) and no flag trusts it."""
+
+
 def save_model(model, folder: Path) -> None:
     folder = Path(folder)
     model.save(str(folder), create_model_card=False)
@@ -96,9 +107,43 @@ def load_model(folder: Path, device: str | None = None, trust_remote_code: bool 
     return SparseEncoder(str(folder), trust_remote_code=trust_remote_code, device=device)
 
 
+def open_model(path: str | Path, trust_remote_code: bool = False, device: str | None = None):
+    """Load a model for a user-facing command: its code runs only if norsparse wrote it, or if trusted explicitly.
+
+    A folder without code files loads as plain sentence-transformers would load it. A hub id or a folder with
+    foreign or changed code files needs ``trust_remote_code=True`` (the ``--trust-remote-code`` flag)."""
+    from sentence_transformers import SparseEncoder
+
+    folder = Path(path)
+    trusted = trust_remote_code or (folder.is_dir() and written_by_norsparse(folder)[0])
+    if not trusted and folder.is_dir() and code_files(folder):
+        raise UntrustedCodeError(
+            f"{path} holds code that norsparse did not write or that changed since ({', '.join(code_files(folder))}); "
+            "read it, then pass --trust-remote-code to run it")
+    try:
+        return SparseEncoder(str(path), trust_remote_code=trusted, device=device)
+    except ValueError as error:
+        if not trusted and "trust_remote_code" in str(error):
+            raise UntrustedCodeError(f"{path} needs remote code: read it, then pass --trust-remote-code ({error})") from None
+        raise
+
+
 def filter_module(model):
     """The SparsityFilter of a loaded model (the last module)."""
     module = model[len(model) - 1]
     if type(module).__name__ != "SparsityFilter":
         raise ValueError(f"the last module is {type(module).__name__}, not SparsityFilter: not a norsparse model")
     return module
+
+
+def refresh_filter(model):
+    """Swap a SparsityFilter loaded from an older copy of ``sparsity_filter.py`` for this version's, settings kept.
+
+    A model folder carries its own copy of the module, and the loaded class is that copy; one written before
+    the query threshold existed would silently ignore it."""
+    from .sparsity_filter import SparsityFilter
+
+    old = filter_module(model)
+    if not hasattr(old, "threshold_for"):
+        model._modules[str(len(model) - 1)] = SparsityFilter(old.threshold, old.masked_token_ids, getattr(old, "query_threshold", None))
+    return model

@@ -210,6 +210,7 @@ class CalibrateParams(Strict):
         0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0,
     ]
     add_quantile_thresholds: bool = True
+    refine_steps: Annotated[int, Field(ge=0, le=30)] = 8  # bisection steps past the grid, towards the budget's edge
     batch_size: PositiveInt = 32
 
 
@@ -252,6 +253,7 @@ class PublishParams(Strict):
     private: bool = True
     model_name: str | None = None
     license: str = "apache-2.0"
+    examples: Annotated[int, Field(ge=0, le=20)] = 3  # test queries shown in the model card with their top passage
 
     @model_validator(mode="after")
     def _repo_when_pushing(self):

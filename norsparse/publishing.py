@@ -83,7 +83,41 @@ def _results_table(evaluation: dict) -> str:
     return "\n".join(rows)
 
 
-def model_card(params: Params, *, prepare: dict, patch: dict, calibration: dict, evaluation: dict, repo_id: str | None) -> str:
+def search_examples(model, corpus: dict[str, str], queries: dict[str, str], count: int, tokens: int = 6) -> list[dict]:
+    """The first ``count`` queries with their top passage and the tokens that matched (``norsparse search``)."""
+    from .search import SparseIndex
+
+    if not count or not queries:
+        return []
+    index = SparseIndex(model, corpus, show_progress_bar=False)
+    examples = []
+    for query in list(queries.values())[:count]:
+        hits = index.search(query, top_k=1, explain_tokens=tokens)
+        if hits:
+            examples.append({"query": query, **hits[0].as_dict()})
+    return examples
+
+
+def _examples_section(examples: list[dict] | None) -> str:
+    if not examples:
+        return ""
+    lines = ["## Examples", "",
+             "Test queries and the passage this model ranks first, with the tokens that matched: query weight × "
+             "document weight = contribution to the score. `+q` / `+d` mark expansions, tokens the model added that "
+             "are not in the query's or the passage's text. `norsparse search MODEL CORPUS \"query\"` shows the same "
+             "for any query.", ""]
+    for example in examples:
+        text = example["text"] if len(example["text"]) <= 220 else example["text"][:219] + "…"
+        matched = ", ".join(
+            f"`{m['token']}`{' +q' if m['query_expansion'] else ''}{' +d' if m['document_expansion'] else ''} "
+            f"{m['query_weight']:.2f} × {m['document_weight']:.2f} = {m['contribution']:.2f}" for m in example["matches"])
+        lines += [f"- **{example['query']}** → `{example['id']}` (score {example['score']:.2f}): {text}",
+                  f"  - matched: {matched or '–'}"]
+    return "\n".join(lines) + "\n\n"
+
+
+def model_card(params: Params, *, prepare: dict, patch: dict, calibration: dict, evaluation: dict, repo_id: str | None,
+               examples: list[dict] | None = None) -> str:
     arch = params.model.architecture
     base = params.model.base_model
     builtin = base == BUILTIN_BASE_MODEL
@@ -149,7 +183,7 @@ split chose the checkpoint, the inference threshold and the hybrid's fusion weig
 On the test split this model reaches NDCG@10 {_fmt(ours.get('ndcg@10', float('nan')))} against BM25's {_fmt(bm25.get('ndcg@10', float('nan')))}{
 f" and, fused with BM25, {_fmt(hybrid['ndcg@10'])}" if hybrid else ""}.
 
-## Training data
+{_examples_section(examples)}## Training data
 
 {sources}
 

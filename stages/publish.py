@@ -9,11 +9,14 @@ from pathlib import Path
 import yaml
 
 from norsparse.atomic import atomic_dir
+from norsparse.model_io import load_model
 from norsparse.params import Params
-from norsparse.publishing import assemble_release, hub_token, model_card, push, released_params
+from norsparse.publishing import assemble_release, hub_token, model_card, push, released_params, search_examples
+from norsparse.search import load_corpus, load_queries
 from norsparse.stage import run_stage
 
 log = logging.getLogger("norsparse.publish")
+TEST = Path("data/prepared/test")
 
 
 def read(path: str) -> dict:
@@ -24,11 +27,15 @@ def main(params: Params) -> None:
     p = params.publish
     if p.push:
         hub_token()  # no token: stop before models/release is rewritten
+    examples = []
+    if p.examples:  # the calibrated model on the test split, as `norsparse search` shows it
+        examples = search_examples(load_model(Path("models/calibrated"), device="cpu"), load_corpus(TEST),
+                                   load_queries(TEST), p.examples)
     card = model_card(
         params,
         prepare=read("metrics/prepare.json"), patch=read("metrics/patch.json"),
         calibration=read("metrics/calibration.json"), evaluation=read("metrics/eval.json"),
-        repo_id=p.repo_id,
+        repo_id=p.repo_id, examples=examples,
     )
     with atomic_dir("models/release") as out:
         used = yaml.safe_dump(released_params(params), sort_keys=False, allow_unicode=True)

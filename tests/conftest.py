@@ -26,3 +26,19 @@ def project_params():
 def in_tmp(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def tiny_splade(tmp_path_factory):
+    """A small untrained SPLADE model written by norsparse (see fixtures.tiny_model)."""
+    import fixtures
+
+    return fixtures.tiny_model(tmp_path_factory.mktemp("splade"), "splade")
+
+
+@pytest.fixture(scope="session")
+def tiny_inference_free(tmp_path_factory):
+    """A small untrained inference-free SPLADE model, with a threshold that drops some query tokens."""
+    import fixtures
+
+    return fixtures.tiny_model(tmp_path_factory.mktemp("inference-free"), "inference-free-splade", threshold=0.5)

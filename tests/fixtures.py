@@ -191,3 +191,27 @@ def bert_folder(folder: Path) -> Path:
     BertForMaskedLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def tiny_model(folder: Path, architecture: str = "splade", documents: list[str] | None = None, threshold: float = 0.0) -> Path:
+    """A small untrained norsparse model of ``architecture``, saved by ``save_model`` (norsparse's own folder)."""
+    import yaml
+
+    from conftest import ROOT
+    from norsparse.architectures import build_model
+    from norsparse.base_model.patching import patch_base_model
+    from norsparse.model_io import filter_module, save_model
+    from norsparse.params import parse_params
+
+    source = gptbert_folder(folder / "norbert4")
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["model"].update(base_model=str(source), trust_remote_code=True, architecture=architecture)
+    raw["train"]["max_seq_length"] = TINY.max_length
+    params = parse_params(raw)
+    base = folder / "base"
+    base.mkdir()
+    patch_base_model(params, [], base)
+    model = build_model(params, base, documents or NORWEGIAN)
+    filter_module(model).threshold = threshold
+    save_model(model, folder / "model")
+    return folder / "model"

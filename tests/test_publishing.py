@@ -109,3 +109,25 @@ def test_token_never_lands_in_card_or_params(monkeypatch):
     params = load_params("params.yaml")
     assert SECRET not in card()
     assert SECRET not in json.dumps(params.model_dump(mode="json", by_alias=True))
+
+
+def test_card_shows_search_examples_with_matched_tokens():
+    examples = [{"query": "Hvor lang er Sognefjorden?", "rank": 1, "id": "p7", "score": 12.5,
+                 "text": "Sognefjorden er den lengste fjorden i Norge.",
+                 "matches": [{"token": "sognefjord", "query_weight": 2.0, "document_weight": 3.0, "contribution": 6.0,
+                              "query_expansion": False, "document_expansion": False},
+                             {"token": "fjord", "query_weight": 1.0, "document_weight": 0.5, "contribution": 0.5,
+                              "query_expansion": True, "document_expansion": False}]}]
+    text = publishing.model_card(load_params("params.yaml"), prepare=PREPARE, patch=PATCH, calibration=CALIBRATION,
+                                 evaluation=EVALUATION, repo_id=None, examples=examples)
+    assert "## Examples" in text and "**Hvor lang er Sognefjorden?** → `p7`" in text
+    assert "`sognefjord` 2.00 × 3.00 = 6.00" in text and "`fjord` +q" in text
+    assert "## Examples" not in card()  # no examples, no section
+
+
+def test_search_examples_from_a_model(tiny_splade):
+    from norsparse.model_io import open_model
+
+    corpus = {"a": "Oslo er hovedstaden i Norge.", "b": "Brunost lages av myse."}
+    examples = publishing.search_examples(open_model(tiny_splade), corpus, {"q": "Hva er hovedstaden i Norge?"}, 3)
+    assert len(examples) == 1 and examples[0]["query"] == "Hva er hovedstaden i Norge?" and examples[0]["id"] in corpus

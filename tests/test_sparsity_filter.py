@@ -86,3 +86,26 @@ print(json.dumps({{"active": int((vector != 0).sum()), "dims": int(vector.numel(
     assert 0 < out["active"] < unthresholded < out["dims"]  # exact zeros, fewer than without the threshold
     assert out["min_abs"] >= threshold  # nothing below the threshold survives
     assert out["special"] == [0.0] * 5  # BOS/EOS/PAD/MASK/UNK never active
+
+
+def test_queries_can_have_their_own_threshold():
+    module = SparsityFilter(threshold=0.5, masked_token_ids=[0], query_threshold=0.1)
+    row = torch.tensor([[3.0, 0.3, 0.6, 0.05]])
+    assert module({"sentence_embedding": row.clone()}, task="query")["sentence_embedding"][0].tolist() == pytest.approx([0, 0.3, 0.6, 0])
+    assert module({"sentence_embedding": row.clone()}, task="document")["sentence_embedding"][0].tolist() == pytest.approx([0, 0, 0.6, 0])
+    assert module({"sentence_embedding": row.clone()})["sentence_embedding"][0].tolist() == pytest.approx([0, 0, 0.6, 0])
+    assert SparsityFilter(0.5).threshold_for("query") == 0.5  # no query threshold: the same for both
+
+
+def test_encode_query_applies_the_query_threshold_after_a_reload(tiny_splade, tmp_path):
+    model = load_model(tiny_splade)
+    vector = model.encode_document([TEXT], convert_to_tensor=True, convert_to_sparse_tensor=False)[0]
+    values = vector[vector != 0].abs().sort().values
+    filter_module(model).threshold = float(values[-2])  # documents keep their two strongest dimensions
+    filter_module(model).query_threshold = float(values[len(values) // 2])
+    save_model(model, tmp_path / "saved")
+    reloaded = load_model(tmp_path / "saved")
+    assert filter_module(reloaded).query_threshold == pytest.approx(float(values[len(values) // 2]))
+    document = reloaded.encode_document([TEXT], convert_to_tensor=True, convert_to_sparse_tensor=False)[0]
+    query = reloaded.encode_query([TEXT], convert_to_tensor=True, convert_to_sparse_tensor=False)[0]
+    assert int((document != 0).sum()) == 2 < int((query != 0).sum())
