@@ -24,22 +24,42 @@ def document_text(title: str | None, text: str) -> str:
     return f"{title} {text}".strip() if title else text.strip()
 
 
+def read_lines(path: Path) -> list[str]:
+    """A text file's lines; a byte that is not UTF-8 is reported with its line and column, an empty file as empty."""
+    data = Path(path).read_bytes()
+    if not data.strip():
+        raise DataError(f"{path}: the file is empty")
+    lines = []
+    for number, raw in enumerate(data.splitlines(keepends=True), 1):
+        try:
+            lines.append(raw.decode("utf-8"))
+        except UnicodeDecodeError as error:
+            raise DataError(f"{path}:{number}:{error.start + 1}: byte 0x{raw[error.start]:02x} is not valid UTF-8 "
+                            "(save the file as UTF-8)") from None
+    if lines[0].startswith("\ufeff"):
+        lines[0] = lines[0][1:]
+    return lines
+
+
 def read_jsonl(path: Path, required: tuple[str, ...] = ()) -> list[dict]:
     rows = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DataError(f"{path}:{number}: not valid JSON ({error.msg})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
-            missing = [key for key in required if key not in row]
-            if missing:
-                raise DataError(f"{path}:{number}: missing field(s) {', '.join(missing)}")
-            rows.append(row)
+    for number, line in enumerate(read_lines(path), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise DataError(f"{path}:{number}:{error.colno}: not valid JSON ({error.msg})") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
+        missing = [key for key in required if key not in row]
+        if missing:
+            raise DataError(f"{path}:{number}: missing field(s) {', '.join(missing)}")
+        for key in required:
+            if key != "_id" and not isinstance(row[key], str):
+                raise DataError(f"{path}:{number}: field {key!r} holds {type(row[key]).__name__} "
+                                f"({str(row[key])[:40]!r}), expected text")
+        rows.append(row)
     return rows
 
 
@@ -59,22 +79,21 @@ def qrels_path(folder: Path) -> Path:
 
 def read_qrels(path: Path) -> dict[str, dict[str, int]]:
     qrels: dict[str, dict[str, int]] = {}
-    with path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.reader(handle, delimiter="\t")
-        header = next(reader, None)
-        if header != QRELS_HEADER:
-            raise DataError(f"{path}:1: expected the header {' / '.join(QRELS_HEADER)} (tab-separated), got {header}")
-        for number, row in enumerate(reader, 2):
-            if not row:
-                continue
-            if len(row) != 3:
-                raise DataError(f"{path}:{number}: expected 3 tab-separated columns, got {len(row)}")
-            query_id, corpus_id, score = row
-            try:
-                value = int(score)
-            except ValueError:
-                raise DataError(f"{path}:{number}: score {score!r} is not an integer") from None
-            qrels.setdefault(query_id, {})[corpus_id] = value
+    reader = csv.reader(read_lines(path), delimiter="\t")
+    header = next(reader, None)
+    if header != QRELS_HEADER:
+        raise DataError(f"{path}:1: expected the header {' / '.join(QRELS_HEADER)} (tab-separated), got {header}")
+    for number, row in enumerate(reader, 2):
+        if not row:
+            continue
+        if len(row) != 3:
+            raise DataError(f"{path}:{number}: expected 3 tab-separated columns, got {len(row)}")
+        query_id, corpus_id, score = row
+        try:
+            value = int(score)
+        except ValueError:
+            raise DataError(f"{path}:{number}: score {score!r} is not an integer") from None
+        qrels.setdefault(query_id, {})[corpus_id] = value
     return qrels
 
 
@@ -126,6 +145,9 @@ def load_beir(folder: str | Path) -> BeirData:
         raise DataError(f"{folder}: not a BEIR folder (needs corpus.jsonl, queries.jsonl and qrels)")
     corpus_rows = read_jsonl(folder / "corpus.jsonl", ("_id", "text"))
     query_rows = read_jsonl(folder / "queries.jsonl", ("_id", "text"))
+    for rows, name in ((corpus_rows, "corpus.jsonl"), (query_rows, "queries.jsonl")):
+        if not rows:
+            raise DataError(f"{folder / name}: no rows")
     _unique(corpus_rows, folder / "corpus.jsonl")
     _unique(query_rows, folder / "queries.jsonl")
     data = BeirData(
@@ -134,6 +156,8 @@ def load_beir(folder: str | Path) -> BeirData:
     )
     path = qrels_path(folder)
     data.qrels = read_qrels(path)
+    if not data.qrels:
+        raise DataError(f"{path}: a header but no relevance judgements")
     for query_id, docs in data.qrels.items():
         if query_id not in data.queries:
             raise DataError(f"{path}: query-id {query_id!r} is not in queries.jsonl")

@@ -8,8 +8,9 @@ resumed by another. A checkpoint counts as complete only once the trainer has fi
 after the model, optimizer, scheduler, RNG and trainer state are on disk. A kill in the middle of a save leaves
 a folder without the marker, which the next run deletes.
 
-DVC keeps ``models/checkpoints`` and ``metrics/train`` between runs (``persist: true``), so a rerun after a
-crash finds both.
+The run's dvclive log lives beside its checkpoints (``<run key>/live``) and resumes with them; it becomes
+``metrics/train`` only when the run has finished. DVC keeps ``models/checkpoints`` between runs
+(``persist: true``), so a rerun after a crash finds both.
 """
 from __future__ import annotations
 
@@ -85,6 +86,7 @@ def finish_run(root: Path, key: str, keep: int) -> None:
     """After a finished run: keep its last ``keep`` checkpoints, and drop the checkpoints of other runs."""
     run_dir = Path(root) / key
     done = checkpoints(run_dir, complete=False)
+    shutil.rmtree(run_dir / "live", ignore_errors=True)  # copied to metrics/train
     for old in done[: max(0, len(done) - keep)]:
         shutil.rmtree(old)
     for other in Path(root).iterdir():

@@ -32,15 +32,48 @@ def _data_card(args) -> int:
 
 
 def _encode(args) -> int:
+    from .model_io import written_by_norsparse
+
+    trust = args.trust_remote_code
+    if not trust:
+        trust, why = written_by_norsparse(Path(args.model))
+        if not trust and not Path(args.model).is_dir():
+            print(f"norsparse encode: {args.model} is not a local folder, so it is taken as a hub id, and a hub model may "
+                  "run its own code: review it, then pass --trust-remote-code (hub ids always need the flag)", file=sys.stderr)
+            return 2
+        if not trust and _ships_code(Path(args.model)):
+            print(f"norsparse encode: {args.model} ships Python code and {why}. Review the code, then pass "
+                  "--trust-remote-code to run it", file=sys.stderr)
+            return 2
     from .model_io import load_model
 
-    model = load_model(Path(args.model))
+    model = load_model(Path(args.model) if Path(args.model).exists() else args.model, trust_remote_code=trust)
     encode = model.encode_query if args.query else model.encode_document
     for text, vector in zip(args.texts, encode(args.texts)):
         active = int((vector.coalesce().values() != 0).sum()) if vector.is_sparse else int((vector != 0).sum())
         tokens = ", ".join(f"{token} {weight:.2f}" for token, weight in model.decode(vector, top_k=args.top_k))
         print(f"{text}\n  {active} active dims; top {args.top_k}: {tokens}")
     return 0
+
+
+def _ships_code(model: Path) -> bool:
+    """A local folder with Python files, or code named in modules.json / config.json; a hub id may always ship code."""
+    import json
+
+    if not model.is_dir():
+        return True
+    if any(model.rglob("*.py")):
+        return True
+    try:
+        modules = json.loads((model / "modules.json").read_text(encoding="utf-8")) if (model / "modules.json").exists() else []
+        if any(not str(m.get("type", "")).startswith("sentence_transformers.") for m in modules):
+            return True
+        for config in model.rglob("config.json"):
+            if json.loads(config.read_text(encoding="utf-8")).get("auto_map"):
+                return True
+    except (ValueError, AttributeError, TypeError):
+        return True  # unreadable: assume the worst
+    return False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     encode.add_argument("texts", nargs="+")
     encode.add_argument("--query", action="store_true", help="encode as queries (default: documents)")
     encode.add_argument("--top-k", type=int, default=10)
+    encode.add_argument("--trust-remote-code", action="store_true",
+                        help="run the model's own Python code (needed for hub ids and folders norsparse did not write)")
     encode.set_defaults(run=_encode)
     args = parser.parse_args(argv)
     return args.run(args)

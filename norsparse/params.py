@@ -1,8 +1,9 @@
-"""The schema of ``params.yaml``, validated once at the start of every stage.
+"""The schema of ``params.yaml``, validated by the ``validate`` stage and again at the start of every stage.
 
-An unknown key, a misspelled architecture or a bad value stops the stage at once
-with a message that names the key and what is allowed, before any data or model
-is touched.
+An unknown key, a misspelled architecture or a bad value stops it at once with a
+message that names the key and what is allowed. Under DVC the ``validate`` stage,
+which depends on every param and precedes every other stage, does this before DVC
+deletes any stage's outputs (stages/validate.py).
 """
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 ARCHITECTURES = ("splade", "inference-free-splade", "csr")
 BUILTIN_BASE_MODEL = "builtin"
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+# a model id as the Hub resolves it: with a namespace (``ltg/norbert4-base``) or without one (``bert-base-uncased``)
+HUB_MODEL_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+RESERVED_TASK_LABELS = ("test", "dev")  # the prepared splits' labels in metrics/eval.json and the model card
 COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
 
 
@@ -96,10 +100,20 @@ class ModelParams(Strict):
     trust_remote_code: bool = False
     architecture: Literal["splade", "inference-free-splade", "csr"] = "splade"
 
+    @field_validator("base_model")
+    @classmethod
+    def _builtin_folder_or_hub_id(cls, base_model):
+        if base_model == BUILTIN_BASE_MODEL or Path(base_model).exists():
+            return base_model
+        if not HUB_MODEL_ID.match(base_model) or base_model.startswith("."):
+            raise ValueError("neither 'builtin', an existing local folder nor a hub model id such as 'ltg/norbert4-base'")
+        return base_model
+
     @model_validator(mode="after")
     def _pin_remote_code(self):
-        if self.base_model == BUILTIN_BASE_MODEL or not HUB_ID.match(self.base_model) or Path(self.base_model).exists():
+        if self.base_model == BUILTIN_BASE_MODEL or Path(self.base_model).exists():
             return self
+        # every hub id, with or without a namespace: remote code from the Hub runs only at a pinned commit
         if self.trust_remote_code and not (self.revision and COMMIT_SHA.match(self.revision)):
             raise ValueError(
                 f"base_model {self.base_model!r} is a hub id and trust_remote_code is true, so model.revision must pin "
@@ -230,6 +244,24 @@ class EvaluateParams(Strict):
     compare_base_model: bool = True
     hybrid: HybridParams = HybridParams()
 
+    @field_validator("tasks")
+    @classmethod
+    def _distinct_labels(cls, tasks):
+        """A task is reported under its folder's name: it must not shadow the test/dev splits or another task."""
+        seen: dict[str, str] = {}
+        for folder in tasks:
+            label = Path(folder).name
+            if label in RESERVED_TASK_LABELS:
+                raise ValueError(
+                    f"task folder {folder!r} is named {label!r}, which would replace the prepared {label} split in "
+                    f"metrics/eval.json and the model card; rename the folder (reserved names: {', '.join(RESERVED_TASK_LABELS)})"
+                )
+            if label in seen:
+                raise ValueError(f"task folders {seen[label]!r} and {folder!r} share the name {label!r}; their results "
+                                 "would collide: rename one")
+            seen[label] = folder
+        return tasks
+
 
 class PublishParams(Strict):
     push: bool = False
@@ -310,7 +342,8 @@ def describe_errors(error: ValidationError, source: str) -> str:
         else:
             where = f"{key}: " if key else ""
             message = item["msg"].removeprefix("Value error, ")
-            lines.append(f"{source}: {where}{message} (got {item['input']!r})")
+            got = "" if isinstance(item["input"], dict) else f" (got {item['input']!r})"  # a whole block: the message says it
+            lines.append(f"{source}: {where}{message}{got}")
     return "\n".join(lines)
 
 

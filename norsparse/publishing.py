@@ -7,6 +7,7 @@ or the stored ``hf auth login``, never from params, and is never logged.
 """
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from pathlib import Path
@@ -34,6 +35,28 @@ ARCHITECTURE_TEXT = {
         "keeps the top-k latent activations; the active dimensions are latent features, not vocabulary tokens."
     ),
 }
+
+
+def public_path(value: str) -> str:
+    """A path as the release may show it: project paths stay relative; a path of this machine outside the project
+    becomes ``local:<name>`` (its content hash is in ``norsparse_inputs.json``). Hub ids and ``builtin`` pass through."""
+    path = Path(value)
+    if not path.exists():
+        return value
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return f"local:{path.resolve().name}"
+
+
+def released_params(params: Params) -> dict:
+    """The params the release came from, with no local file paths of this machine."""
+    used = params.model_dump(mode="json", by_alias=True)
+    for source in used["data"]["sources"]:
+        source["path"] = public_path(source["path"])
+    used["model"]["base_model"] = public_path(used["model"]["base_model"])
+    used["evaluate"]["tasks"] = [public_path(task) for task in used["evaluate"]["tasks"]]
+    return used
 
 
 def _fmt(value, digits: int = 4) -> str:
@@ -77,14 +100,14 @@ def model_card(params: Params, *, prepare: dict, patch: dict, calibration: dict,
     test = evaluation.get("test", {})
     ours, bm25, hybrid = test.get("model", {}), test.get("bm25", {}), test.get("hybrid")
     sources = "\n".join(
-        f"- `{s.name}` ({s.path}{'@' + s.revision[:12] if s.revision else ''}): "
+        f"- `{s.name}` ({public_path(s.path)}{'@' + s.revision[:12] if s.revision else ''}): "
         f"{prepare['sources'].get(s.name, {}).get('train_rows', '?')} training rows"
         for s in params.data.sources
     )
     base_line = (
         "the builtin tiny NorBERT4-style model that norsparse builds from the training text (a demonstration "
         "base model: small, trained in minutes on a CPU)" if builtin
-        else f"`{base}`" + (f" at revision `{params.model.revision}`" if params.model.revision else "")
+        else f"`{public_path(base)}`" + (f" at revision `{params.model.revision}`" if params.model.revision else "")
     )
     usage_id = repo_id or "path/to/this/folder"
     return f"""---
@@ -158,7 +181,7 @@ calibrated threshold and the special-token mask. Both files are in this reposito
 """
 
 
-def assemble_release(calibrated: Path, out: Path, card: str, params_text: str) -> None:
+def assemble_release(calibrated: Path, out: Path, card: str, params_text: str, inputs: dict | None = None) -> None:
     for item in calibrated.iterdir():
         target = out / item.name
         if item.is_dir():
@@ -167,6 +190,8 @@ def assemble_release(calibrated: Path, out: Path, card: str, params_text: str) -
             shutil.copy2(item, target)
     (out / "README.md").write_text(card, encoding="utf-8")
     (out / "norsparse_params.yaml").write_text(params_text, encoding="utf-8")
+    if inputs is not None:  # content hashes of the local inputs (checks/inputs), beside the params that name them
+        (out / "norsparse_inputs.json").write_text(json.dumps(inputs, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def hub_token() -> str:

@@ -127,6 +127,15 @@ def _first_text(value: Any) -> Any:
     return value
 
 
+def _text_columns(spec: SourceSpec, frame: pd.DataFrame, picked: dict, split: str) -> None:
+    """A numeric or boolean column is not text: stop rather than train on its str() (hub data; local files are
+    checked earlier by norsparse.inputs)."""
+    for role, column in picked.items():
+        if column is not None and (pd.api.types.is_numeric_dtype(frame[column]) or pd.api.types.is_bool_dtype(frame[column])):
+            raise DataError(f"source {spec.name!r}: column {column!r} (the {role}) of split {split!r} has type "
+                            f"{frame[column].dtype}, expected text")
+
+
 def _table_rows(spec: SourceSpec, frame: pd.DataFrame, split_name: str | None, raw_split: str) -> pd.DataFrame:
     columns = list(frame.columns)
     if spec.filter:
@@ -141,6 +150,7 @@ def _table_rows(spec: SourceSpec, frame: pd.DataFrame, split_name: str | None, r
     p = _pick_column(spec, "positive", columns, raw_split)
     n = _pick_column(spec, "negative", columns, raw_split)
     t = _pick_column(spec, "title", columns, raw_split)
+    _text_columns(spec, frame, {"query": q, "positive": p, "negative": n, "title": t}, raw_split)
     rows = pd.DataFrame({
         "query": frame[q].values,
         "positive_text": frame[p].values,

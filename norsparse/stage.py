@@ -49,5 +49,6 @@ def run_stage(name: str, body: Callable[[Params], None], argv: list[str] | None 
         body(params)
     except EXPECTED_ERRORS as error:
         log.error("stage %s failed:\n%s", name, error)
+        log.debug("the traceback, for debugging:", exc_info=True)
         sys.exit(2)
     log.info("stage %s finished in %.1f s", name, time.perf_counter() - started)

@@ -18,6 +18,7 @@ from transformers import TrainerCallback
 
 from .beir import load_beir
 from .params import Params
+from .stage import StageError
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,8 @@ def select_device(preference: str = "auto") -> str:
     if preference == "auto":
         return next(name for name in ("cuda", "mps", "cpu") if available[name])
     if not available[preference]:
-        raise RuntimeError(f"train.device is {preference!r} but no {preference} device is available on this host")
+        raise StageError(f"train.device is {preference!r} but no {preference} device is available on this host; "
+                         "allowed values: auto, cuda, mps, cpu")
     return preference
 
 
@@ -102,7 +104,7 @@ def select_precision(device: str, preference: str = "auto") -> str:
     """bf16 where the device supports it, fp16 on older CUDA GPUs, fp32 on CPU."""
     if preference != "auto":
         if preference == "fp16" and device != "cuda":
-            raise RuntimeError(f"train.precision fp16 needs a CUDA device, not {device}")
+            raise StageError(f"train.precision fp16 needs a CUDA device, not {device}")
         return preference
     if device == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"

@@ -7,14 +7,17 @@ import logging
 
 from norsparse.atomic import atomic_dir, write_json
 from norsparse.beir import write_beir
+from norsparse.inputs import check_sources
 from norsparse.params import Params
-from norsparse.splits import prepare_sources
 from norsparse.stage import StageError, run_stage
 
 log = logging.getLogger("norsparse.prepare")
 
 
 def main(params: Params) -> None:
+    check_sources(params.data.sources)  # local files: encoding, JSON, columns, types; before pandas and datasets load
+    from norsparse.splits import prepare_sources
+
     prepared = prepare_sources(params.data)
     summary = prepared.summary()
     for name, counts in summary["sources"].items():

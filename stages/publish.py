@@ -10,7 +10,7 @@ import yaml
 
 from norsparse.atomic import atomic_dir
 from norsparse.params import Params
-from norsparse.publishing import assemble_release, model_card, push
+from norsparse.publishing import assemble_release, hub_token, model_card, push, released_params
 from norsparse.stage import run_stage
 
 log = logging.getLogger("norsparse.publish")
@@ -22,6 +22,8 @@ def read(path: str) -> dict:
 
 def main(params: Params) -> None:
     p = params.publish
+    if p.push:
+        hub_token()  # no token: stop before models/release is rewritten
     card = model_card(
         params,
         prepare=read("metrics/prepare.json"), patch=read("metrics/patch.json"),
@@ -29,8 +31,10 @@ def main(params: Params) -> None:
         repo_id=p.repo_id,
     )
     with atomic_dir("models/release") as out:
-        used = yaml.safe_dump(params.model_dump(mode="json", by_alias=True), sort_keys=False, allow_unicode=True)
-        assemble_release(Path("models/calibrated"), out, card, used)
+        used = yaml.safe_dump(released_params(params), sort_keys=False, allow_unicode=True)
+        inputs = {stage: read(f"checks/inputs/{stage}.json") for stage in ("prepare", "patch", "evaluate")
+                  if Path(f"checks/inputs/{stage}.json").exists()}
+        assemble_release(Path("models/calibrated"), out, card, used, inputs)
     log.info("assembled models/release (model card: models/release/README.md)")
     if p.push:
         push(Path("models/release"), p.repo_id, p.private)

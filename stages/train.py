@@ -6,6 +6,7 @@ models/checkpoints/ (kept between runs: a rerun after a crash resumes from the l
 With train.nproc_per_node above 1 the stage relaunches itself under torchrun, one process per device.
 """
 import logging
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -46,13 +47,14 @@ def main(params: Params) -> None:
     # 3. Checkpoints of this run only (keyed to its params and inputs); resume from the last complete one.
     key, described = run_key(params, [BASE, TRAIN, DEV])
     run_dir, resume = prepare_run_dir(CHECKPOINTS, key, described)
+    live_dir = run_dir / "live"  # the run's dvclive log: it resumes with the checkpoints
     if resume:
         log.info("resuming from %s (step %s) of run %s", resume, resume.name.rsplit("-", 1)[1], key)
-        trim_live(LIVE, int(resume.name.rsplit("-", 1)[1]))
+        trim_live(live_dir, int(resume.name.rsplit("-", 1)[1]))
 
     # 4. Arguments and trainer; dvclive (on the first process) follows loss, NDCG@10 and active dimensions.
     args = training_arguments(params, run_dir, device, precision, trainer_options(params))
-    with rank_zero_live(LIVE, resume=resume is not None) as live:
+    with rank_zero_live(live_dir, resume=resume is not None) as live:
         live.log_params({"architecture": params.model.architecture, "base_model": params.model.base_model,
                          "device": device, "precision": precision})
         trainer = SparseEncoderTrainer(model=model, args=args, train_dataset=datasets, loss=loss,
@@ -61,10 +63,13 @@ def main(params: Params) -> None:
             trainer.evaluate()  # step 0: the untrained model, so every curve starts from the baseline
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
 
-    # 5. Save, atomically, from the first process: a half-written model never sits at models/trained.
+    # 5. Save, atomically, from the first process: a half-written model never sits at models/trained, and
+    # metrics/train appears (a copy of the run's log) only once the model is saved.
     if trainer.is_world_process_zero():
         with atomic_dir("models/trained") as out:
             save_model(model, out)
+        with atomic_dir(LIVE) as out:
+            shutil.copytree(live_dir, out, dirs_exist_ok=True)
         finish_run(CHECKPOINTS, key, params.train.keep_checkpoints)
         log.info("saved the trained %s model to models/trained", params.model.architecture)
 

@@ -26,7 +26,7 @@ def test_bad_json_names_file_and_line(tmp_path):
     lines = (folder / "corpus.jsonl").read_text().splitlines()
     lines[1] = '{"_id": "p1", "text": unquoted}'
     (folder / "corpus.jsonl").write_text("\n".join(lines) + "\n")
-    with pytest.raises(DataError, match=r"corpus\.jsonl:2: not valid JSON"):
+    with pytest.raises(DataError, match=r"corpus\.jsonl:2:23: not valid JSON"):
         load_beir(folder)
 
 

@@ -71,7 +71,7 @@ def repo(tmp_path_factory):
 @pytest.fixture(scope="module")
 def reproduced(repo):
     result = run(["dvc", "repro"], repo)
-    assert stages_run(result) == ["prepare", "patch", "train", "calibrate", "evaluate", "publish"]
+    assert stages_run(result) == ["validate", "inputs", "prepare", "patch", "train", "calibrate", "evaluate", "publish"]
     return repo
 
 
@@ -94,8 +94,22 @@ def test_repro_writes_every_declared_output(reproduced):
 
 def test_second_repro_runs_nothing(reproduced):
     result = run(["dvc", "repro"], reproduced)
-    assert stages_run(result) == []
-    assert "up to date" in result.stdout
+    assert stages_run(result) == ["inputs"]  # re-fingerprints the local inputs (about a second); unchanged, so nothing follows
+    assert "didn't change, skipping" in result.stdout
+
+
+def test_outputs_hold_no_debris_no_environment_and_encode_trusts_its_own_release(reproduced):
+    leftovers = [p for folder in ("models", "metrics", "data") for p in (reproduced / folder).rglob(".*")
+                 if p.name != ".gitignore"]
+    assert not leftovers, leftovers
+    for config in (reproduced / "models").rglob("tokenizer_config.json"):
+        if "checkpoints" not in config.parts:
+            assert not {"local_files_only", "is_local"} & set(json.loads(config.read_text())), config
+    release = reproduced / "models/release"
+    assert (release / "norsparse_model.json").exists() and (release / "norsparse_inputs.json").exists()
+    assert str(reproduced) not in (release / "norsparse_params.yaml").read_text()
+    result = run(["norsparse", "encode", "models/release", "Oslo er hovedstaden i Norge."], reproduced)
+    assert "active dims" in result.stdout
 
 
 def test_release_loads_without_norsparse_and_matches_calibration(reproduced, tmp_path):
@@ -130,14 +144,14 @@ def test_changing_a_calibrate_param_reruns_only_what_follows(reproduced):
     allowed = [p["threshold"] for p in curve if p["empty_documents"] <= curve[0]["empty_documents"] + 0.01
                and p["empty_queries"] <= curve[0]["empty_queries"] + 0.01]
     assert chosen["threshold"] == max(allowed)
-    expected = ["calibrate", "evaluate", "publish"] if chosen["threshold"] != before else ["calibrate", "publish"]
+    expected = ["validate", "inputs", "calibrate"] + (["evaluate", "publish"] if chosen["threshold"] != before else ["publish"])
     assert stages_run(result) == expected
 
 
 def test_csr_experiment_then_metrics_diff_and_plots(reproduced):
     # `dvc exp run` leaves its params in the workspace: set the calibrate param back explicitly
     result = run(["dvc", "exp", "run", "-S", "model.architecture=csr", "-S", "calibrate.max_ndcg_drop=0.01"], reproduced)
-    assert stages_run(result) == ["train", "calibrate", "evaluate", "publish"]
+    assert stages_run(result) == ["validate", "inputs", "train", "calibrate", "evaluate", "publish"]
     shown = run(["dvc", "exp", "show", "--csv"], reproduced).stdout
     assert "csr" in shown
     diff = run(["dvc", "metrics", "diff", "--json"], reproduced).stdout
@@ -151,7 +165,7 @@ def test_csr_experiment_then_metrics_diff_and_plots(reproduced):
 
 def test_inference_free_experiment(reproduced):
     result = run(["dvc", "exp", "run", "-S", "model.architecture=inference-free-splade", "-S", "calibrate.max_ndcg_drop=0.01"], reproduced)
-    assert stages_run(result) == ["train", "calibrate", "evaluate", "publish"]
+    assert stages_run(result) == ["validate", "inputs", "train", "calibrate", "evaluate", "publish"]
     modules = json.loads((reproduced / "models/release/modules.json").read_text())
     assert [m["type"].rsplit(".", 1)[-1] for m in modules] == ["Router", "SparsityFilter"]
     script = f"""

@@ -170,3 +170,18 @@ def test_dev_and_test_are_searched_against_the_whole_collection(tmp_path):
     assert not passages_of(full, "test") & training_passages(full)  # relevant passages still never trained on
     limited = prepare(spec, distractors=5)
     assert len(own.test.corpus) < len(limited.test.corpus) < len(full.test.corpus)
+
+
+@pytest.mark.parametrize(("builder", "spec"), [
+    (fixtures.noropenbookqa, dict(subset="nb", splits={"train": "train", "test": "test"}, columns={"query": "question_stem", "positive": "fact"})),
+    (fixtures.scandi_qa, dict(subset="no", splits={"train": "train", "dev": "val", "test": "test"}, columns={"query": "question", "positive": "context"})),
+    (fixtures.all_nli_norwegian, dict(splits={"train": "train"})),
+    (fixtures.nordic_embedding, dict(filter={"language": ["norwegian"]})),
+    (fixtures.supervised_da, dict(splits={"train": "train", "test": "test"}, columns={"query": "query", "positive": "pos"})),
+    (fixtures.norquad, dict(splits={"train": "train", "dev": "validation", "test": "test"}, columns={"query": "question", "positive": "context"})),
+])
+def test_the_light_input_checks_accept_every_recipe_layout(tmp_path, builder, spec):
+    from norsparse.inputs import check_source as light_check
+
+    folder = builder(tmp_path / builder.__name__)
+    assert light_check(SourceSpec(name="x", path=str(folder), **spec)) == folder

@@ -14,6 +14,7 @@ with an error that points to the calibrated threshold instead.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
@@ -96,11 +97,16 @@ def _stats(folder: Path, trust: bool, probe: str, tag: str) -> dict:
     return result | {"special_token_ids": special}
 
 
-def patch_base_model(params: Params, train_texts: list[str], out: Path) -> dict:
-    """Write the patched, verified base model to ``out`` (an empty folder); return the patch report."""
+def patch_base_model(params: Params, train_texts: list[str], out: Path, workdir: Path | None = None) -> dict:
+    """Write the patched, verified base model to ``out`` (an empty folder); return the patch report.
+
+    ``workdir`` (an empty folder, e.g. ``norsparse.atomic.scratch_dir``) holds the download and the unpatched
+    copy; by default a system temporary folder, which a killed run would leave behind.
+    """
     name = params.model.base_model
     probe = params.patch.probe_text
-    with tempfile.TemporaryDirectory(prefix="norsparse-base-") as tmp:
+    work = contextlib.nullcontext(str(workdir)) if workdir is not None else tempfile.TemporaryDirectory(prefix="norsparse-base-")
+    with work as tmp:
         source, report = resolve(params, train_texts, Path(tmp))
         report["base_model"] = name
         remote = gptbert_patch.remote_mlm_class(source)
