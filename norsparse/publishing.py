@@ -190,7 +190,7 @@ def assemble_release(calibrated: Path, out: Path, card: str, params_text: str, i
             shutil.copy2(item, target)
     (out / "README.md").write_text(card, encoding="utf-8")
     (out / "norsparse_params.yaml").write_text(params_text, encoding="utf-8")
-    if inputs is not None:  # content hashes of the local inputs (checks/inputs), beside the params that name them
+    if inputs is not None:  # content hashes of the local inputs (data/checks/inputs), beside the params that name them
         (out / "norsparse_inputs.json").write_text(json.dumps(inputs, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 

@@ -7,7 +7,7 @@ content hash of what each stage reads. A stage depends on its file, so it reruns
 content changes; a bad input stops ``dvc repro`` here, before DVC deletes the outputs of the stage that
 would read it. The files hold hashes keyed by source and task name, never local paths.
 
-Outs: checks/inputs/{prepare,patch,evaluate}.json.
+Outs: data/checks/inputs/{prepare,patch,evaluate}.json.
 """
 import json
 from pathlib import Path
@@ -17,7 +17,7 @@ from norsparse.inputs import stage_fingerprints
 from norsparse.params import Params
 from norsparse.stage import run_stage
 
-OUT = Path("checks/inputs")
+OUT = Path("data/checks/inputs")
 
 
 def main(params: Params) -> None:

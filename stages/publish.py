@@ -32,8 +32,8 @@ def main(params: Params) -> None:
     )
     with atomic_dir("models/release") as out:
         used = yaml.safe_dump(released_params(params), sort_keys=False, allow_unicode=True)
-        inputs = {stage: read(f"checks/inputs/{stage}.json") for stage in ("prepare", "patch", "evaluate")
-                  if Path(f"checks/inputs/{stage}.json").exists()}
+        inputs = {stage: read(f"data/checks/inputs/{stage}.json") for stage in ("prepare", "patch", "evaluate")
+                  if Path(f"data/checks/inputs/{stage}.json").exists()}
         assemble_release(Path("models/calibrated"), out, card, used, inputs)
     log.info("assembled models/release (model card: models/release/README.md)")
     if p.push:

@@ -7,7 +7,7 @@ or misspelled key reruns it, and every other stage depends on its out. It fails 
 (no torch import) and DVC stops here, leaving every later output as it was. Its out never changes when
 validation passes, so a passing validation reruns nothing by itself.
 
-Out: checks/validated (constant text).
+Out: data/checks/validated (constant text).
 """
 from pathlib import Path
 
@@ -16,7 +16,7 @@ from norsparse.params import Params
 from norsparse.preflight import host_problems
 from norsparse.stage import StageError, run_stage
 
-OUT = Path("checks/validated")
+OUT = Path("data/checks/validated")
 TEXT = "params.yaml matches the schema in norsparse/params.py (written by stages/validate.py)\n"
 
 

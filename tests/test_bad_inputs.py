@@ -28,7 +28,7 @@ import yaml
 from conftest import ROOT
 
 LIMIT_S = 3.0
-OUTPUTS = ("data/prepared", "models", "metrics", "checks", "dvc.lock")
+OUTPUTS = ("data/prepared", "data/checks", "models", "metrics", "dvc.lock")
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
 

@@ -105,4 +105,4 @@ def test_the_closure_follows_relative_and_function_level_imports():
 def test_every_stage_after_validate_depends_on_it():
     for name, stage in stages().items():
         if name != "validate":
-            assert "checks/validated" in stage["deps"], name
+            assert "data/checks/validated" in stage["deps"], name
