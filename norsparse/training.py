@@ -7,6 +7,7 @@ the host and on params so that ``stages/train.py`` can tell it top to bottom.
 from __future__ import annotations
 
 import contextlib
+import csv
 import logging
 import os
 import sys
@@ -74,6 +75,7 @@ class _NoLive:
     """What the processes other than the first get instead of dvclive: they log nothing."""
 
     step = 0
+    summary: dict = {}
 
     def __getattr__(self, name):
         return lambda *args, **kwargs: None
@@ -159,6 +161,17 @@ class DvcLiveLogger(TrainerCallback):
         for name, value in tracked.items():
             self.live.log_metric(name, value)
         self.live.make_summary()
+
+
+def untrained_score(live_dir: Path) -> float | None:
+    """Dev NDCG@10 of the untrained model: step 0 of the run's dev curve (dvclive's log, kept across a resume)."""
+    curve = Path(live_dir) / "plots" / "metrics" / f"{TRACKED[BEST_METRIC]}.tsv"
+    if not curve.exists():
+        return None
+    with curve.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    name = TRACKED[BEST_METRIC].rsplit("/", 1)[-1]
+    return next((float(row[name]) for row in rows if row["step"] == "0"), None)
 
 
 def training_arguments(params: Params, output_dir: Path, device: str, precision: str, extra: dict):

@@ -18,7 +18,7 @@ from norsparse.model_io import save_model
 from norsparse.params import Params
 from norsparse.stage import run_stage
 from norsparse.training import (DvcLiveLogger, distributed, ir_evaluator, launch_under_torchrun, rank_zero_live,
-                                select_device, select_precision, training_arguments, training_datasets)
+                                select_device, select_precision, training_arguments, training_datasets, untrained_score)
 
 log = logging.getLogger("norsparse.train")
 BASE, TRAIN, DEV = Path("models/base"), Path("data/prepared/train.parquet"), Path("data/prepared/dev")
@@ -63,7 +63,18 @@ def main(params: Params) -> None:
             trainer.evaluate()  # step 0: the untrained model, so every curve starts from the baseline
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
 
-    # 5. Save, atomically, from the first process: a half-written model never sits at models/trained, and
+        # 5. The model is the best dev checkpoint (train.select_best); the untrained model is a candidate too.
+        selected = trainer.state.best_global_step if params.train.select_best else trainer.state.global_step
+        untrained = untrained_score(live_dir)
+        if (params.train.select_best and params.model.architecture != "csr" and untrained is not None
+                and trainer.state.best_metric is not None and untrained > trainer.state.best_metric):
+            log.warning("no checkpoint beat the untrained model on dev (NDCG@10 %.4f > %.4f): keeping the untrained "
+                        "weights", untrained, trainer.state.best_metric)
+            model, selected = build_model(params, BASE, train["positive"].tolist()), 0
+        live.summary["selected_step"] = selected
+        live.make_summary()
+
+    # 6. Save, atomically, from the first process: a half-written model never sits at models/trained, and
     # metrics/train appears (a copy of the run's log) only once the model is saved.
     if trainer.is_world_process_zero():
         with atomic_dir("models/trained") as out:
