@@ -80,7 +80,7 @@ def test_killed_twice_resumes_from_the_last_complete_checkpoint(tmp_path, uninte
     assert leftovers(repo) == []
     # one curve: every logged step once, in order, up to the last step
     loss = (repo / "metrics/train/plots/metrics/train/loss.tsv").read_text().splitlines()[1:]
-    steps = [int(line.split("\t")[1]) for line in loss]
+    steps = [int(line.split("\t")[0]) for line in loss]
     assert steps == sorted(set(steps)) and steps[-1] == 30
     # a finished run keeps no checkpoints (keep_checkpoints: 0), only what it was keyed on
     assert [p.name for p in repo.glob("models/checkpoints/*/*")] == ["run.json"]
@@ -109,5 +109,5 @@ def test_two_processes_train_one_model_with_one_curve_and_resume(tmp_path):
     assert output.count("saved the trained splade model") == 1  # rank 0 alone saves
     assert (repo / "models/trained/modules.json").exists() and leftovers(repo) == []
     loss = (repo / "metrics/train/plots/metrics/train/loss.tsv").read_text().splitlines()[1:]
-    steps = [int(line.split("\t")[1]) for line in loss]
+    steps = [int(line.split("\t")[0]) for line in loss]
     assert steps == sorted(set(steps)) and steps[-1] == 12  # one curve, no step logged twice
