@@ -107,7 +107,7 @@ def build_loss(params: Params, model):
     from sentence_transformers.sparse_encoder.losses import CSRLoss, SparseMultipleNegativesRankingLoss, SpladeLoss
 
     arch = params.architecture_params()
-    ranking = SparseMultipleNegativesRankingLoss(model)
+    ranking = SparseMultipleNegativesRankingLoss(model, gather_across_devices=params.train.gather_across_devices)
     if params.model.architecture == "csr":
         return CSRLoss(model, loss=ranking, beta=arch.beta, gamma=arch.gamma)
     return SpladeLoss(

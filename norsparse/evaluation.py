@@ -19,9 +19,11 @@ import re
 import tempfile
 from pathlib import Path
 
-from .beir import load_beir
+from .beir import BeirData, load_beir
+from .stage import StageError
 
 log = logging.getLogger(__name__)
+NORWEGIAN = ("nob", "nno", "nor")  # ISO 639-3: Bokmål, Nynorsk, Norwegian
 SCORES = {"ndcg_at_10": "ndcg@10", "mrr_at_10": "mrr@10", "recall_at_100": "recall@100"}
 
 
@@ -70,9 +72,69 @@ def model_fingerprint(folder: Path) -> str:
     return digest.hexdigest()[:12]
 
 
+def unit_id(task_name: str, subset: str) -> str:
+    """What one evaluated subset of a task is called in the metrics: the task name, plus ``_<subset>`` for a subset."""
+    return task_name if subset == "default" else f"{task_name}_{subset}"
+
+
 def _scores(result) -> dict[str, dict]:
-    return {tr.task_name: {ours: float(tr.scores["test"][0][theirs]) for theirs, ours in SCORES.items()}
-            for tr in result.task_results}
+    return {unit_id(tr.task_name, entry["hf_subset"]): {ours: float(entry[theirs]) for theirs, ours in SCORES.items()}
+            for tr in result.task_results for split in tr.scores.values() for entry in split}
+
+
+def norwegian_subsets(task) -> list[str]:
+    """The subsets of a multilingual mteb task whose languages are Norwegian (Bokmål, Nynorsk or unspecified)."""
+    langs = task.metadata.eval_langs
+    if not isinstance(langs, dict):
+        return ["default"]
+    return [subset for subset, codes in langs.items() if any(code.split("-")[0] in NORWEGIAN for code in codes)]
+
+
+def mteb_task(name: str, subsets: list[str] | None = None):
+    """A named mteb task restricted to its test split and to ``subsets`` (by default its Norwegian ones).
+
+    Its data is loaded now, so that a task whose dataset is neither reachable nor in the local cache stops the
+    stage at once, naming the task, before any model is loaded.
+    """
+    import mteb
+
+    try:
+        task = mteb.get_task(name)
+    except KeyError as error:
+        raise StageError(f"evaluate.mteb_tasks: {error.args[0] if error.args else name}") from None
+    available = task.hf_subsets
+    chosen = subsets or norwegian_subsets(task)
+    unknown = sorted(set(chosen) - set(available))
+    if not chosen or unknown:
+        raise StageError(f"evaluate.mteb_tasks: {name} has no subset {', '.join(unknown) or '(Norwegian)'}; "
+                         f"its subsets are: {', '.join(available)}")
+    task = mteb.get_task(name, eval_splits=task.metadata.eval_splits[:1], hf_subsets=chosen)
+    dataset = task.metadata.dataset
+    try:
+        task.load_data()
+        task.convert_v1_dataset_format_to_v2(num_proc=None)  # older tasks fill .corpus/.queries: one layout for all
+    except Exception as error:  # noqa: BLE001 - whatever datasets raised, say which task and what to do
+        raise StageError(f"evaluate.mteb_tasks: {name}: its dataset {dataset['path']}@{dataset.get('revision')} could not be "
+                         f"loaded ({type(error).__name__}: {str(error).splitlines()[0][:300]}). Without the Hub, the dataset "
+                         "must be in the local datasets cache: run once where the Hub is reachable") from None
+    return task
+
+
+def task_units(task) -> list[tuple[str, str]]:
+    """``(unit id, subset)`` for every subset of a task that is evaluated."""
+    return [(unit_id(task.metadata.name, subset), subset) for subset in task.hf_subsets]
+
+
+def task_split(task, subset: str) -> BeirData:
+    """Corpus, queries and judgements of one subset's evaluation split of a loaded mteb task."""
+    task.load_data()
+    task.convert_v1_dataset_format_to_v2(num_proc=None)
+    split = task.dataset[subset][task.metadata.eval_splits[0]]
+    return BeirData(
+        corpus={str(row["id"]): {"title": row.get("title") or "", "text": row["text"]} for row in split["corpus"]},
+        queries={str(row["id"]): row["text"] for row in split["queries"]},
+        qrels={str(q): {str(d): int(s) for d, s in docs.items()} for q, docs in split["relevant_docs"].items()},
+    )
 
 
 def _evaluate(model, tasks: list, **kwargs) -> tuple[dict[str, dict], dict[str, dict]]:
@@ -84,7 +146,8 @@ def _evaluate(model, tasks: list, **kwargs) -> tuple[dict[str, dict], dict[str, 
         runs = {}
         for task in tasks:
             predictions = json.loads((Path(folder) / task.prediction_file_name).read_text(encoding="utf-8"))
-            runs[task.metadata.name] = predictions["default"]["test"]
+            for unit, subset in task_units(task):
+                runs[unit] = predictions[subset][task.metadata.eval_splits[0]]
     return _scores(result), runs
 
 
@@ -131,11 +194,10 @@ def hybrid_scores(qrels: dict, bm25_run: dict, model_run: dict, norm: str, metho
     return {name: round(float(value), 5) for name, value in scores.items()}
 
 
-def active_dims(model, folder: Path, batch_size: int) -> dict[str, float]:
-    """Mean non-zero dimensions of the query and document vectors the model emits for a BEIR folder."""
-    data = load_beir(folder)
-    queries = model.encode_query(list(data.queries.values()), batch_size=batch_size, convert_to_sparse_tensor=True)
-    documents = model.encode_document(list(data.documents().values()), batch_size=batch_size, convert_to_sparse_tensor=True)
+def active_dims(model, queries: list[str], documents: list[str], batch_size: int) -> dict[str, float]:
+    """Mean non-zero dimensions of the query and document vectors the model emits for these texts."""
+    queries = model.encode_query(queries, batch_size=batch_size, convert_to_sparse_tensor=True)
+    documents = model.encode_document(documents, batch_size=batch_size, convert_to_sparse_tensor=True)
     return {
         "query_active_dims": round(float(model.sparsity(queries)["active_dims"]), 2),
         "document_active_dims": round(float(model.sparsity(documents)["active_dims"]), 2),

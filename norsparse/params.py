@@ -183,13 +183,16 @@ class TrainParams(Strict):
     max_seq_length: Annotated[int, Field(ge=16)] = 256
     warmup_ratio: Annotated[float, Field(ge=0, lt=1)] = 0.1
     eval_steps: PositiveInt = 40
-    save_steps: int = Field(default=0, ge=0, description="0: keep no intermediate checkpoints")
+    save_steps: int = Field(default=0, ge=0, description="checkpoint every N steps (0: every eval_steps)")
     select_best: bool = True  # keep the checkpoint with the best dev NDCG@10 (load_best_model_at_end)
     device: Literal["auto", "cuda", "mps", "cpu"] = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     gradient_checkpointing: bool = False
     deterministic: bool = True
     dataloader_num_workers: Annotated[int, Field(ge=0)] = 0
+    keep_checkpoints: Annotated[int, Field(ge=0)] = 0  # a finished run keeps its last N checkpoints (0: none)
+    nproc_per_node: PositiveInt = 1  # above 1: the train stage relaunches itself under torchrun (DDP)
+    gather_across_devices: bool = False  # in-batch negatives from every process (DDP), not only its own
     splade: SpladeParams = SpladeParams()
     inference_free_splade: InferenceFreeSpladeParams = Field(
         default=InferenceFreeSpladeParams(), alias="inference-free-splade"
@@ -222,8 +225,22 @@ class HybridParams(Strict):
     norm: Literal["min-max", "max", "sum", "zmuv", "rank", "borda"] = "min-max"
 
 
+class MtebTaskParams(Strict):
+    """A named mteb task; ``subsets`` null: its Norwegian subsets (nob, nno, nor), or the task itself if it has none."""
+
+    name: Annotated[str, Field(min_length=1)]
+    subsets: list[str] | None = None
+
+
 class EvaluateParams(Strict):
     tasks: list[str] = Field(default_factory=list, description="extra local BEIR folders to evaluate on")
+    mteb_tasks: list[MtebTaskParams] = Field(default_factory=list, description="named mteb tasks (from the Hub or its cache)")
+
+    @field_validator("mteb_tasks", mode="before")
+    @classmethod
+    def _names_alone(cls, value):
+        """``- NorQuadRetrieval`` is short for ``- {name: NorQuadRetrieval}``."""
+        return [{"name": v} if isinstance(v, str) else v for v in value] if isinstance(value, list) else value
     batch_size: PositiveInt = 32
     compare_base_model: bool = True
     hybrid: HybridParams = HybridParams()

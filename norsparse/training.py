@@ -6,7 +6,11 @@ the host and on params so that ``stages/train.py`` can tell it top to bottom.
 """
 from __future__ import annotations
 
+import contextlib
+import csv
 import logging
+import os
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -47,6 +51,47 @@ def select_device(preference: str = "auto") -> str:
         raise StageError(f"train.device is {preference!r} but no {preference} device is available on this host; "
                          "allowed values: auto, cuda, mps, cpu")
     return preference
+
+
+def distributed() -> bool:
+    """Whether this process is one of several that torchrun (or accelerate) started."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def launch_under_torchrun(nproc: int) -> None:
+    """Run this stage again as ``nproc`` processes under torchrun (DDP), with the same arguments; exit with its status.
+
+    ``--standalone`` picks a free rendezvous port on this host, so the one-line cmd in dvc.yaml stays as it is.
+    """
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+               "-m", "stages.train", *sys.argv[1:]]
+    log.info("train.nproc_per_node is %d: relaunching under torchrun: %s", nproc, " ".join(command[1:]))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, command)
+
+
+class _NoLive:
+    """What the processes other than the first get instead of dvclive: they log nothing."""
+
+    step = 0
+    summary: dict = {}
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+
+@contextlib.contextmanager
+def rank_zero_live(folder: Path, resume: bool):
+    """dvclive on the first process only (resumed when the run resumes); a no-op on the others."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        logging.getLogger().setLevel(logging.WARNING)  # one process tells the story
+        yield _NoLive()
+        return
+    from dvclive import Live
+
+    with Live(str(folder), dvcyaml=False, save_dvc_exp=False, resume=resume) as live:
+        yield live
 
 
 def _mps_bf16() -> bool:
@@ -118,6 +163,17 @@ class DvcLiveLogger(TrainerCallback):
         self.live.make_summary()
 
 
+def untrained_score(live_dir: Path) -> float | None:
+    """Dev NDCG@10 of the untrained model: step 0 of the run's dev curve (dvclive's log, kept across a resume)."""
+    curve = Path(live_dir) / "plots" / "metrics" / f"{TRACKED[BEST_METRIC]}.tsv"
+    if not curve.exists():
+        return None
+    with curve.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    name = TRACKED[BEST_METRIC].rsplit("/", 1)[-1]
+    return next((float(row[name]) for row in rows if row["step"] == "0"), None)
+
+
 def training_arguments(params: Params, output_dir: Path, device: str, precision: str, extra: dict):
     from sentence_transformers.base.sampler import BatchSamplers, MultiDatasetBatchSamplers
     from sentence_transformers.sparse_encoder import SparseEncoderTrainingArguments
@@ -144,9 +200,10 @@ def training_arguments(params: Params, output_dir: Path, device: str, precision:
         eval_steps=t.eval_steps,
         logging_steps=max(1, t.eval_steps // 4),
         # the trained model is the checkpoint with the best dev NDCG@10, not simply the last one
-        save_strategy="steps" if t.save_steps or t.select_best else "no",
-        save_steps=t.save_steps or (t.eval_steps if t.select_best else None),
-        save_total_limit=2,
+        # checkpoints: what a crashed run resumes from, and where the best dev checkpoint comes from
+        save_strategy="steps",
+        save_steps=t.save_steps or t.eval_steps,
+        save_total_limit=max(2, t.keep_checkpoints),
         load_best_model_at_end=t.select_best,
         metric_for_best_model=BEST_METRIC if t.select_best else None,
         greater_is_better=True if t.select_best else None,
@@ -154,6 +211,7 @@ def training_arguments(params: Params, output_dir: Path, device: str, precision:
         activation_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
         dataloader_num_workers=t.dataloader_num_workers,
         dataloader_pin_memory=device == "cuda",
+        ddp_backend=("gloo" if device == "cpu" else None) if distributed() else None,
         report_to="none",  # dvclive is attached explicitly (DvcLiveLogger), with our own metric names
         disable_tqdm=False,
         **extra,

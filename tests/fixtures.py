@@ -215,3 +215,52 @@ def tiny_model(folder: Path, architecture: str = "splade", documents: list[str] 
     filter_module(model).threshold = threshold
     save_model(model, folder / "model")
     return folder / "model"
+
+
+# --- named mteb tasks, substituted through the datasets cache -------------------------------------------------
+# Offline, `datasets.load_dataset(repo, config, revision=...)` reads what an earlier download left in
+# HF_DATASETS_CACHE (<namespace>___<name>/<config>/<version>/<revision>/: dataset_info.json and
+# <name>-<split>.arrow). Writing that entry from rows in the task's real schema lets mteb's own loaders run.
+MTEB_FIXTURE_REVISIONS = {
+    "mteb/norquad_retrieval": "9dcfcdb2aa578dd178330d49bf564248935f7fbe",
+    "mteb/WebFAQRetrieval": "f64f483ad0f31d2e78209d524c14a4a867965959",
+}
+
+
+def datasets_cache_entry(cache: Path, repo: str, config: str, splits: dict[str, list[dict]]) -> Path:
+    import datasets
+    from datasets.arrow_writer import ArrowWriter
+    from datasets.naming import camelcase_to_snakecase, filenames_for_dataset_split
+
+    namespace, name = repo.split("/")
+    folder = Path(cache) / f"{namespace}___{camelcase_to_snakecase(name)}" / config / "0.0.0" / MTEB_FIXTURE_REVISIONS[repo]
+    folder.mkdir(parents=True, exist_ok=True)
+    split_infos = datasets.SplitDict()
+    for split, rows in splits.items():
+        table = datasets.Dataset.from_list(rows)
+        (path,) = filenames_for_dataset_split(str(folder), dataset_name=name, split=split, filetype_suffix="arrow")
+        with ArrowWriter(features=table.features, path=path) as writer:
+            writer.write_table(table.data.table)
+            count, size = writer.finalize()
+        split_infos.add(datasets.SplitInfo(name=split, num_examples=count, num_bytes=size, dataset_name=name))
+    datasets.DatasetInfo(features=table.features, config_name=config, dataset_name=name, splits=split_infos,
+                         builder_name="parquet").write_to_directory(str(folder))
+    return folder
+
+
+def mteb_task_cache(cache: Path) -> Path:
+    """NorQuadRetrieval (SQuAD-style rows: question, context, answers) and WebFAQRetrieval's Norwegian subset
+    (BEIR-style configs nor-corpus, nor-queries, nor-qrels), in their published schemas."""
+    towns = [("Bergen", "Vestland"), ("Tromsø", "Troms"), ("Bodø", "Nordland"), ("Ålesund", "Møre og Romsdal"),
+             ("Hamar", "Innlandet"), ("Skien", "Telemark"), ("Molde", "Møre og Romsdal"), ("Alta", "Finnmark")]
+    datasets_cache_entry(cache, "mteb/norquad_retrieval", "default", {"test": [
+        {"question": f"Hvilket fylke ligger {town} i?", "context": f"{town} er en by i {county}. Byen har havn og flyplass.",
+         "answers": {"text": [county], "answer_start": [len(town) + 13]}} for town, county in towns]})
+    datasets_cache_entry(cache, "mteb/WebFAQRetrieval", "nor-corpus", {"test": [
+        {"_id": f"d{i}", "title": f"Om {town}", "text": f"{town} ligger i {county} og har mange besøkende om sommeren."}
+        for i, (town, county) in enumerate(towns)]})
+    datasets_cache_entry(cache, "mteb/WebFAQRetrieval", "nor-queries", {"test": [
+        {"_id": f"q{i}", "text": f"hvor ligger {town}"} for i, (town, _) in enumerate(towns)]})
+    datasets_cache_entry(cache, "mteb/WebFAQRetrieval", "nor-qrels", {"test": [
+        {"query-id": f"q{i}", "corpus-id": f"d{i}", "score": 1} for i in range(len(towns))]})
+    return cache

@@ -5,6 +5,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -20,15 +21,16 @@ SMALL = {
                 # output-head calibration keeps its vectors alive (the default, 100, is tuned on the full build)
                 "max_length": 128, "pretrain_epochs": 1, "absent_weight": 1.0},
     # save_steps: the trainer writes checkpoints of the patched NorBERT4-style model mid-run
-    "train": {"epochs": 1, "max_steps": 12, "batch_size": 8, "eval_steps": 6, "save_steps": 6, "max_seq_length": 128},
+    "train": {"epochs": 1, "max_steps": 12, "batch_size": 8, "eval_steps": 6, "save_steps": 6, "max_seq_length": 128,
+              "keep_checkpoints": 1},
     "calibrate": {"thresholds": [0.05, 0.2, 0.5], "batch_size": 16},
     "evaluate": {"batch_size": 16},
 }
 
 
-def run(args, cwd, check=True, timeout=900):
+def run(args, cwd, check=True, timeout=900, extra_env=None):
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "DVC_NO_ANALYTICS": "1", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+           "DVC_NO_ANALYTICS": "1", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", **(extra_env or {})}
     env.pop("PYTHONPATH", None)
     result = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=env, timeout=timeout)
     if check and result.returncode != 0:
@@ -40,10 +42,8 @@ def stages_run(result) -> list[str]:
     return re.findall(r"Running stage '([\w-]+)'", result.stdout + result.stderr)
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory):
-    """A git+DVC repository holding the project's files as they are now, with small params."""
-    repo = tmp_path_factory.mktemp("e2e") / "repo"
+def make_repo(repo: Path, overrides: dict | None = None) -> Path:
+    """A git+DVC repository at ``repo`` holding the project's files as they are now, with small params."""
     files = run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], ROOT).stdout.split()
     for name in files:
         if (ROOT / name).is_file() and not name.startswith(("metrics/", "dvc.lock")):
@@ -54,11 +54,18 @@ def repo(tmp_path_factory):
     params["data"]["sources"][1]["max_samples"] = 80
     for block, values in SMALL.items():
         params[block].update(values)
+    for block, values in (overrides or {}).items():
+        params[block].update(values)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], repo)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], repo)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "e2e"], repo)
     return repo
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    return make_repo(tmp_path_factory.mktemp("e2e") / "repo")
 
 
 @pytest.fixture(scope="module")
@@ -199,9 +206,37 @@ print(json.dumps({{"query": int((query != 0).sum()), "document": float((document
 
 
 def test_trainer_saved_checkpoints_of_the_patched_model(reproduced):
-    checkpoints = sorted((reproduced / "models/checkpoints").glob("checkpoint-*"))
+    checkpoints = sorted((reproduced / "models/checkpoints").glob("*/checkpoint-*"))  # keep_checkpoints: 1
     assert checkpoints, "no checkpoint written"
     assert (checkpoints[-1] / "modeling_gptbert.py").exists() or any(checkpoints[-1].rglob("modeling_gptbert.py"))
+
+
+def test_named_mteb_tasks_go_through_evaluate_into_the_metrics(reproduced, tmp_path):
+    from fixtures import mteb_task_cache
+
+    cache = {"HF_DATASETS_CACHE": str(mteb_task_cache(tmp_path / "datasets"))}
+    result = run(["dvc", "exp", "run", "-S", "evaluate.mteb_tasks=[NorQuadRetrieval,WebFAQRetrieval]"], reproduced,
+                 extra_env=cache)
+    assert stages_run(result) == ["validate", "inputs", "evaluate", "publish"]
+    evaluation = json.loads((reproduced / "metrics/eval.json").read_text())
+    for unit in ("NorQuadRetrieval", "WebFAQRetrieval_nor"):  # WebFAQ: only its Norwegian subset
+        assert set(evaluation[unit]) == {"model", "bm25", "hybrid", "base_model"}, unit
+        assert 0 <= evaluation[unit]["bm25"]["ndcg@10"] <= 1 and evaluation[unit]["model"]["document_active_dims"] > 0
+    diff = json.loads(run(["dvc", "metrics", "diff", "--json"], reproduced).stdout)
+    assert any("NorQuadRetrieval" in key for key in diff["metrics/eval.json"])
+    card = (reproduced / "models/release/README.md").read_text()
+    assert "NorQuadRetrieval" in card and "WebFAQRetrieval_nor" in card
+
+    # a named task whose data is neither reachable nor cached: the stage stops at once, naming it
+    params = yaml.safe_load((reproduced / "params.yaml").read_text())
+    params["evaluate"]["mteb_tasks"] = ["SNLRetrieval"]
+    (tmp_path / "snl.yaml").write_text(yaml.safe_dump(params))
+    started = time.monotonic()
+    failed = run([sys.executable, "-m", "stages.evaluate", "--params", str(tmp_path / "snl.yaml")], reproduced,
+                 check=False, extra_env=cache)
+    assert failed.returncode == 2 and "SNLRetrieval" in failed.stderr, failed.stderr[-2000:]
+    assert time.monotonic() - started < 30  # mteb's import is most of it; no model is loaded
+    run(["dvc", "exp", "run", "-S", "evaluate.mteb_tasks=[]"], reproduced, extra_env=cache)
 
 
 def test_capped_model_calibrates_to_99_percent_zeros(reproduced):
