@@ -1,5 +1,7 @@
 """mteb on local BEIR folders, BM25 beside it, and no stale scores from a result cache."""
 import pytest
+
+from norsparse.beir import load_beir
 import yaml
 
 import fixtures
@@ -48,7 +50,8 @@ def test_sparse_model_is_scored_through_mteb_without_stale_results(beir_folder, 
 
 
 def test_active_dims_count_what_the_model_emits(beir_folder, models):
-    dims = active_dims(models[0], beir_folder, 16)
+    data = load_beir(beir_folder)
+    dims = active_dims(models[0], list(data.queries.values()), list(data.documents().values()), 16)
     assert 0 < dims["query_active_dims"] < models[0].get_embedding_dimension()
     assert 0 < dims["document_active_dims"] < models[0].get_embedding_dimension()
 
