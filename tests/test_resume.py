@@ -36,9 +36,21 @@ def repro_killed_after(repo: Path, step: int, log: Path) -> list[int]:
             assert process.poll() is None, f"dvc repro ended before checkpoint {step}:\n{log.read_text()[-3000:]}"
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        os.killpg(process.pid, signal.SIGKILL)
+        kill_tree(process.pid)
         process.wait()
     return complete(repo)
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process and every descendant (DVC's stage runs in a shell below it), children first seen first."""
+    import psutil
+
+    parent = psutil.Process(pid)
+    for process in [parent, *parent.children(recursive=True)]:
+        try:
+            process.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
 
 
 def resumed_from(output: str) -> list[int]:
