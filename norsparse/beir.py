@@ -41,9 +41,10 @@ def read_lines(path: Path) -> list[str]:
     return lines
 
 
-def read_jsonl(path: Path, required: tuple[str, ...] = ()) -> list[dict]:
-    rows = []
-    for number, line in enumerate(read_lines(path), 1):
+def json_records(path: Path, lines: list[str]) -> list[tuple[int, dict]]:
+    """``(line number, object)`` for every non-blank line; a bad line is reported with its line and column."""
+    records = []
+    for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
@@ -52,6 +53,13 @@ def read_jsonl(path: Path, required: tuple[str, ...] = ()) -> list[dict]:
             raise DataError(f"{path}:{number}:{error.colno}: not valid JSON ({error.msg})") from None
         if not isinstance(row, dict):
             raise DataError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
+        records.append((number, row))
+    return records
+
+
+def read_jsonl(path: Path, required: tuple[str, ...] = ()) -> list[dict]:
+    rows = []
+    for number, row in json_records(path, read_lines(path)):
         missing = [key for key in required if key not in row]
         if missing:
             raise DataError(f"{path}:{number}: missing field(s) {', '.join(missing)}")

@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .beir import DataError, is_beir_folder, load_beir, read_lines
+from .beir import DataError, is_beir_folder, json_records, load_beir, read_lines
 from .params import BUILTIN_BASE_MODEL, HUB_ID, ModelParams, Params, SourceSpec
 
 # Kept equal to norsparse.sources (tests/test_inputs.py checks): that module imports pandas, this one must not.
@@ -106,23 +106,8 @@ def _check_records(spec: SourceSpec, path: Path, records: list[tuple[int, dict]]
             _check_value(f"{path}: {unit}{number}" if unit else f"{path}:{number}", role, column, row.get(column))
 
 
-def _json_lines(path: Path, lines: list[str]) -> list[tuple[int, dict]]:
-    records = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise DataError(f"{path}:{number}:{error.colno}: not valid JSON ({error.msg})") from None
-        if not isinstance(row, dict):
-            raise DataError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
-        records.append((number, row))
-    return records
-
-
 def check_jsonl(spec: SourceSpec, path: Path) -> None:
-    _check_records(spec, path, _json_lines(path, read_lines(path)), "")
+    _check_records(spec, path, json_records(path, read_lines(path)), "")
 
 
 def check_json(spec: SourceSpec, path: Path) -> None:
@@ -144,7 +129,7 @@ def check_json(spec: SourceSpec, path: Path) -> None:
     elif isinstance(whole, dict):
         _check_records(spec, path, [(1, whole)], "")
     else:
-        _check_records(spec, path, _json_lines(path, lines), "")
+        _check_records(spec, path, json_records(path, lines), "")
 
 
 def _numeric(text: str) -> bool:
