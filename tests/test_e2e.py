@@ -247,7 +247,7 @@ def test_capped_model_calibrates_to_99_percent_zeros(reproduced):
     99% document zeros when the NDCG budget allows it."""
     result = run(["dvc", "exp", "run", "-S", "patch.remove_soft_cap=false", "-S", "model.architecture=splade",
                   "-S", "calibrate.max_ndcg_drop=0.01"], reproduced)
-    assert stages_run(result)[:3] == ["patch", "train", "calibrate"]
+    assert stages_run(result)[:5] == ["validate", "inputs", "patch", "train", "calibrate"]
     assert json.loads((reproduced / "metrics/patch.json").read_text())["soft_cap"] == "kept"
     choice = json.loads((reproduced / "metrics/calibration.json").read_text())
     curve = json.loads((reproduced / "metrics/calibration_curve.json").read_text())
