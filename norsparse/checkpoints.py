@@ -87,6 +87,7 @@ def finish_run(root: Path, key: str, keep: int) -> None:
     run_dir = Path(root) / key
     done = checkpoints(run_dir, complete=False)
     shutil.rmtree(run_dir / "live", ignore_errors=True)  # copied to metrics/train
+    shutil.rmtree(run_dir / "eval", ignore_errors=True)  # the evaluator's scratch folder (it writes no CSV here)
     for old in done[: max(0, len(done) - keep)]:
         shutil.rmtree(old)
     for other in Path(root).iterdir():
