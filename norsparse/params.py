@@ -137,6 +137,10 @@ class BuiltinParams(Strict):
     # the output-head calibration after pre-training (norsparse/base_model/builtin.py: calibrate_output_head)
     absent_weight: Annotated[float, Field(gt=0)] = 100.0  # cost of a token active in a text that lacks it
     idf_scale: Annotated[float, Field(ge=0)] = 1.0  # present tokens weigh idf_scale * sqrt(IDF); 0: all weigh ~1
+    # then a SPLADE-shaped regression onto each text's own tokens at sqrt(BM25) weights (regress_lexical)
+    lexical_steps: Annotated[int, Field(ge=0)] = 0
+    lexical_learning_rate: Annotated[float, Field(gt=0)] = 3e-3
+    lexical_absent_weight: Annotated[float, Field(ge=0)] = 0.03  # cost of a token active in a text that lacks it
     seed: int = 42
 
     @model_validator(mode="after")

@@ -6,7 +6,7 @@ import torch
 
 import fixtures
 from norsparse.base_model import gptbert_patch, verify
-from norsparse.base_model.builtin import build_builtin_model, train_tokenizer
+from norsparse.base_model.builtin import build_builtin_model, lexical_targets, train_tokenizer
 from norsparse.base_model.patching import patch_base_model
 from norsparse.params import parse_params
 from norsparse.stage import StageError
@@ -224,3 +224,23 @@ def test_builtin_head_calibration_keeps_own_tokens(tmp_path):
     assert build_builtin_model(texts, mild, tmp_path / "mild")["own_tokens_active"] > 0.5
     strict = build_builtin_model(texts, fixtures.TINY.model_copy(update={"pretrain_epochs": 4, "absent_weight": 100.0}), tmp_path / "strict")
     assert strict["active_dims_mean"] < build_builtin_model(texts, mild, tmp_path / "again")["active_dims_mean"]
+
+
+def test_lexical_targets_are_sqrt_bm25_of_a_texts_own_tokens():
+    tokenizer = train_tokenizer(fixtures.NORWEGIAN * 3, 400, 64)
+    texts = ["oslo oslo norge", "oslo norge", "fjord norge"]
+    targets = lexical_targets(tokenizer, texts, 64)
+    oslo, fjord = tokenizer.convert_tokens_to_ids("oslo"), tokenizer.convert_tokens_to_ids("fjord")
+    assert set(targets[1]) == set(tokenizer("oslo norge", add_special_tokens=False)["input_ids"])
+    assert all(1 not in t and 2 not in t for t in targets)  # no special tokens
+    assert targets[2][fjord] > targets[1][oslo]  # the rarer token weighs more
+    assert targets[0][oslo] > targets[1][oslo]  # tf 2 outweighs the longer text
+
+
+def test_lexical_regression_fits_the_targets(tmp_path):
+    """The regression lowers its own loss: the vectors move towards sqrt(BM25) weights of each text's own tokens."""
+    texts = fixtures.NORWEGIAN * 3
+    report = build_builtin_model(texts, fixtures.TINY.model_copy(update={"pretrain_epochs": 2, "absent_weight": 1.0, "lexical_steps": 150,
+                                                                          "lexical_learning_rate": 0.01}), tmp_path / "m")
+    assert report["lexical_steps"] == 150
+    assert report["lexical_loss_end"] < 0.7 * report["lexical_loss_start"]

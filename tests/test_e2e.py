@@ -19,7 +19,7 @@ SMALL = {
     "builtin": {"vocab_size": 1500, "hidden_size": 64, "intermediate_size": 128, "num_layers": 1, "num_attention_heads": 2,
                 # pre-trained for one epoch, the tiny model barely tells a text's tokens from others: a mild
                 # output-head calibration keeps its vectors alive (the default, 100, is tuned on the full build)
-                "max_length": 128, "pretrain_epochs": 1, "absent_weight": 1.0},
+                "max_length": 128, "pretrain_epochs": 1, "absent_weight": 1.0, "lexical_steps": 8},
     # save_steps: the trainer writes checkpoints of the patched NorBERT4-style model mid-run
     "train": {"epochs": 1, "max_steps": 12, "batch_size": 8, "eval_steps": 6, "save_steps": 6, "max_seq_length": 128,
               "keep_checkpoints": 1},
