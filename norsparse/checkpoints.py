@@ -107,7 +107,28 @@ class CompleteMarker(TrainerCallback):
 
 
 def trim_live(folder: Path, step: int) -> None:
-    """Drop what dvclive logged after ``step`` (the steps a resumed run repeats), so its curves stay one line."""
+    """Drop what dvclive logged after ``step`` (the steps a resumed run repeats), so its curves stay one line.
+
+    A kill can land while dvclive rewrites ``metrics.json`` or ``params.yaml``, leaving it empty; dvclive's
+    resume would then fail to parse it. Such a file is replaced by ``{"step": step}`` or dropped (the run
+    logs its params again), and the summary is rewritten at the next evaluation.
+    """
+    import yaml
+
+    for name, load, fallback in (("metrics.json", json.loads, json.dumps({"step": step})),
+                                 ("params.yaml", yaml.safe_load, None)):
+        path = Path(folder) / name
+        if not path.exists():
+            continue
+        try:
+            if load(path.read_text(encoding="utf-8")) is None:
+                raise ValueError("empty")
+        except (ValueError, yaml.YAMLError):
+            log.warning("dvclive's %s was left half-written by the kill: %s", name, "rebuilt" if fallback else "dropped")
+            if fallback is None:
+                path.unlink()
+            else:
+                path.write_text(fallback, encoding="utf-8")
     for tsv in Path(folder).glob("plots/metrics/**/*.tsv"):
         with tsv.open(newline="", encoding="utf-8") as handle:
             rows = list(csv.DictReader(handle, delimiter="\t"))

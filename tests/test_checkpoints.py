@@ -45,3 +45,19 @@ def test_trim_live_drops_what_came_after_the_checkpoint_and_step_zero_is_the_unt
     trim_live(tmp_path, 10)
     assert [line.split("\t")[1] for line in curve.read_text().splitlines()[1:]] == ["0", "5", "10"]
     assert untrained_score(tmp_path) == 0.5
+
+
+def test_trim_live_repairs_files_a_kill_left_empty_so_dvclive_resumes(tmp_path):
+    """SIGKILL during dvclive's rewrite of metrics.json left it empty, and the resumed run died parsing it (CI)."""
+    from dvclive import Live
+
+    live = tmp_path / "live"
+    (live / "plots/metrics/train").mkdir(parents=True)
+    (live / "plots/metrics/train/loss.tsv").write_text("timestamp\tstep\tloss\n1\t5\t0.5\n2\t10\t0.4\n")
+    (live / "metrics.json").write_text("")
+    (live / "params.yaml").write_text("")
+    trim_live(live, 5)
+    assert json.loads((live / "metrics.json").read_text()) == {"step": 5}
+    assert not (live / "params.yaml").exists()
+    with Live(str(live), dvcyaml=False, save_dvc_exp=False, resume=True) as resumed:
+        assert resumed.step == 6
