@@ -148,6 +148,37 @@ def all_position_labels(batch: dict, tokenizer) -> torch.Tensor:
     return original.masked_fill(special | (batch["attention_mask"] == 0), -100)
 
 
+def _train(model, epoch_batches, loss_of, learning_rate: float, total: int, desc: str) -> tuple[float, float]:
+    """AdamW with linear warm-up (10%) and decay over ``total`` steps; ``epoch_batches()`` gives one epoch's batches.
+
+    Returns the mean loss of the first and the last 10% of the steps.
+    """
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
+    warmup = max(1, total // 10)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup)))
+    )
+    model.train()
+    losses: list[float] = []
+    with tqdm(total=total, desc=desc, unit="step", disable=None, mininterval=1.0) as bar:
+        while len(losses) < total:
+            for batch in epoch_batches():
+                if len(losses) >= total:
+                    break
+                loss = loss_of(batch)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                losses.append(loss.item())
+                bar.update(1)
+                bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
+    model.eval()
+    first, last = losses[: max(1, total // 10)], losses[-max(1, total // 10):]
+    return sum(first) / len(first), sum(last) / len(last)
+
+
 def pretrain(model, tokenizer, texts: list[str], params: BuiltinParams) -> dict:
     """A short masked-LM pre-training through the model's own (capped, shifted) loss."""
     from transformers import DataCollatorForLanguageModeling
@@ -155,36 +186,16 @@ def pretrain(model, tokenizer, texts: list[str], params: BuiltinParams) -> dict:
     rng = random.Random(params.seed)
     encoded = tokenizer(texts, truncation=True, max_length=params.max_length)["input_ids"]
     collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15, seed=params.seed)
-    steps_per_epoch = math.ceil(len(encoded) / params.pretrain_batch_size)
-    total = max(1, int(steps_per_epoch * params.pretrain_epochs))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=params.pretrain_learning_rate, weight_decay=0.01)
-    warmup = max(1, total // 10)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup)))
-    )
-    model.train()
-    losses: list[float] = []
-    step = 0
-    with tqdm(total=total, desc="pre-training builtin masked LM", unit="step", disable=None, mininterval=1.0) as bar:
-        while step < total:
-            for batch_ids in _batches(encoded, params.pretrain_batch_size, rng):
-                if step >= total:
-                    break
-                batch = collator([{"input_ids": ids} for ids in batch_ids])
-                labels = all_position_labels(batch, tokenizer)
-                loss = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels).loss
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                losses.append(loss.item())
-                step += 1
-                bar.update(1)
-                bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
-    model.eval()
-    first, last = losses[: max(1, len(losses) // 10)], losses[-max(1, len(losses) // 10):]
-    return {"steps": total, "loss_start": sum(first) / len(first), "loss_end": sum(last) / len(last)}
+    total = max(1, int(math.ceil(len(encoded) / params.pretrain_batch_size) * params.pretrain_epochs))
+
+    def loss_of(batch_ids):
+        batch = collator([{"input_ids": ids} for ids in batch_ids])
+        labels = all_position_labels(batch, tokenizer)
+        return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels).loss
+
+    start, end = _train(model, lambda: _batches(encoded, params.pretrain_batch_size, rng), loss_of,
+                        params.pretrain_learning_rate, total, "pre-training builtin masked LM")
+    return {"steps": total, "loss_start": start, "loss_end": end}
 
 
 @torch.no_grad()
@@ -292,56 +303,37 @@ def regress_lexical(model, tokenizer, texts: list[str], params: BuiltinParams) -
     rng = random.Random(params.seed + 1)
     targets = lexical_targets(tokenizer, texts, params.max_length)
     encoded = tokenizer(texts, truncation=True, max_length=params.max_length)["input_ids"]
-    index = {tuple(ids): i for i, ids in enumerate(encoded)}
     special = torch.tensor(tokenizer.all_special_ids)
     vocab = model.classifier.emb2vocab.out_features
-    total = params.lexical_steps
-    optimizer = torch.optim.AdamW(model.parameters(), lr=params.lexical_learning_rate, weight_decay=0.01)
-    warmup = max(1, total // 10)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup)))
-    )
-    model.train()
-    losses: list[float] = []
-    step = 0
-    with tqdm(total=total, desc="lexical regression of the builtin head", unit="step", disable=None, mininterval=1.0) as bar:
-        while step < total:
-            order = list(range(len(encoded)))
-            rng.shuffle(order)  # mixed lengths in a batch: queries and passages are fitted together
-            for start in range(0, len(order), params.pretrain_batch_size):
-                if step >= total:
-                    break
-                batch_ids = [encoded[i] for i in order[start:start + params.pretrain_batch_size]]
-                width = max(len(ids) for ids in batch_ids)
-                input_ids = torch.full((len(batch_ids), width), tokenizer.pad_token_id)
-                attention = torch.zeros((len(batch_ids), width), dtype=torch.long)
-                target = torch.zeros(len(batch_ids), vocab)
-                own = torch.zeros(len(batch_ids), vocab, dtype=torch.bool)
-                for row, ids in enumerate(batch_ids):
-                    input_ids[row, :len(ids)] = torch.tensor(ids)
-                    attention[row, :len(ids)] = 1
-                    for token, weight in targets[index[tuple(ids)]].items():
-                        target[row, token], own[row, token] = weight, True
-                hidden, _ = model.get_contextualized_embeddings(input_ids, attention)
-                real = attention[:, 1:].bool()  # position i predicts token i + 1 (NorBERT4's shift)
-                raw = model.classifier(hidden)[:, :-1].masked_fill(~real[..., None], -1e4)
-                weights = torch.log1p(torch.relu(raw)).amax(dim=1).index_fill(1, special, 0.0)
-                n_own = own.sum().clamp(min=1)
-                loss = (((weights - target) ** 2) * own).sum() / n_own
-                loss = loss + params.lexical_absent_weight * ((weights ** 2) * ~own).sum() / n_own
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                losses.append(loss.item())
-                step += 1
-                bar.update(1)
-                bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
-    model.eval()
-    head, tail = losses[: max(1, len(losses) // 10)], losses[-max(1, len(losses) // 10):]
-    return {"lexical_steps": total, "lexical_loss_start": round(sum(head) / len(head), 4),
-            "lexical_loss_end": round(sum(tail) / len(tail), 4)}
+
+    def epoch_batches():
+        order = list(range(len(encoded)))
+        rng.shuffle(order)  # mixed lengths in a batch: queries and passages are fitted together
+        return [order[s:s + params.pretrain_batch_size] for s in range(0, len(order), params.pretrain_batch_size)]
+
+    def loss_of(rows):
+        width = max(len(encoded[i]) for i in rows)
+        input_ids = torch.full((len(rows), width), tokenizer.pad_token_id)
+        attention = torch.zeros((len(rows), width), dtype=torch.long)
+        target = torch.zeros(len(rows), vocab)
+        own = torch.zeros(len(rows), vocab, dtype=torch.bool)
+        for row, i in enumerate(rows):
+            input_ids[row, :len(encoded[i])] = torch.tensor(encoded[i])
+            attention[row, :len(encoded[i])] = 1
+            for token, weight in targets[i].items():
+                target[row, token], own[row, token] = weight, True
+        hidden, _ = model.get_contextualized_embeddings(input_ids, attention)
+        real = attention[:, 1:].bool()  # position i predicts token i + 1 (NorBERT4's shift)
+        raw = model.classifier(hidden)[:, :-1].masked_fill(~real[..., None], -1e4)
+        weights = torch.log1p(torch.relu(raw)).amax(dim=1).index_fill(1, special, 0.0)
+        n_own = own.sum().clamp(min=1)
+        loss = (((weights - target) ** 2) * own).sum() / n_own
+        return loss + params.lexical_absent_weight * ((weights ** 2) * ~own).sum() / n_own
+
+    start, end = _train(model, epoch_batches, loss_of, params.lexical_learning_rate, params.lexical_steps,
+                        "lexical regression of the builtin head")
+    return {"lexical_steps": params.lexical_steps, "lexical_loss_start": round(start, 4),
+            "lexical_loss_end": round(end, 4)}
 
 
 def build_builtin_model(texts: list[str], params: BuiltinParams, out: Path) -> dict:
