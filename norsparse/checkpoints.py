@@ -24,6 +24,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from .model_io import hoist_remote_code
 from .params import Params
 
 log = logging.getLogger(__name__)
@@ -97,12 +98,14 @@ def finish_run(root: Path, key: str, keep: int) -> None:
 
 
 class CompleteMarker(TrainerCallback):
-    """Marks a checkpoint complete once the trainer has written all of it."""
+    """Marks a checkpoint complete once the trainer has written all of it (with the remote code at its root, so
+    that the best checkpoint of an inference-free model loads at the end)."""
 
     def on_save(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
             folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             if folder.is_dir():
+                hoist_remote_code(folder)
                 (folder / MARKER).write_text(f"{state.global_step}\n", encoding="utf-8")
 
 

@@ -81,15 +81,23 @@ class UntrustedCodeError(RuntimeError):
     """A model folder holds code that norsparse did not write (or that changed since) and no flag trusts it."""
 
 
+def hoist_remote_code(folder: Path) -> None:
+    """Copy a submodule's remote code (``configuration_*.py``, ``modeling_*.py``) to the model's root.
+
+    transformers resolves remote code against the root of the folder it loads, even for a transformer saved in a
+    Router's subfolder (inference-free SPLADE): without the copy neither the saved model nor a trainer checkpoint
+    of it loads.
+    """
+    for code in Path(folder).glob("*/**/*.py"):
+        if code.name.startswith(("configuration_", "modeling_")) and not (Path(folder) / code.name).exists():
+            shutil.copy(code, Path(folder) / code.name)
+
+
 def save_model(model, folder: Path) -> None:
     folder = Path(folder)
     model.save(str(folder), create_model_card=False)
     shutil.copy(FILTER_FILE, folder / FILTER_FILE.name)
-    # transformers resolves remote code (configuration_*.py, modeling_*.py) against the model's root even for a
-    # transformer saved in a Router's subfolder (inference-free SPLADE), so the root carries a copy too
-    for code in folder.glob("*/**/*.py"):
-        if code.name.startswith(("configuration_", "modeling_")) and not (folder / code.name).exists():
-            shutil.copy(code, folder / code.name)
+    hoist_remote_code(folder)
     modules_path = folder / "modules.json"
     modules = json.loads(modules_path.read_text(encoding="utf-8"))
     for module in modules:

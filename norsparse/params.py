@@ -141,6 +141,9 @@ class BuiltinParams(Strict):
     lexical_steps: Annotated[int, Field(ge=0)] = 0
     lexical_learning_rate: Annotated[float, Field(gt=0)] = 3e-3
     lexical_absent_weight: Annotated[float, Field(ge=0)] = 0.03  # cost of a token active in a text that lacks it
+    # then a per-token scale and shift of the head that best fit the same targets (refit_output_head)
+    head_refit: bool = False
+    refit_absent_weight: Annotated[float, Field(ge=0)] = 0.1  # cost of a token active in a text that lacks it
     seed: int = 42
 
     @model_validator(mode="after")

@@ -244,3 +244,27 @@ def test_lexical_regression_fits_the_targets(tmp_path):
                                                                           "lexical_learning_rate": 0.01}), tmp_path / "m")
     assert report["lexical_steps"] == 150
     assert report["lexical_loss_end"] < 0.7 * report["lexical_loss_start"]
+
+
+def test_head_refit_lowers_its_loss_and_edits_the_head_exactly(tmp_path):
+    """The per-token refit of the head: its own objective falls, and the edited head's pooled logits are exactly
+    ``s * (m + d)`` of the unedited ones (a per-token affine edit with ``s > 0`` commutes with SPLADE's max)."""
+    from transformers import AutoConfig, AutoModelForMaskedLM
+
+    from norsparse.base_model.builtin import (fit_token_affine, lexical_targets, model_config, pooled_raw_logits,
+                                              refit_output_head, write_remote_code)
+
+    texts = sorted(set(fixtures.NORWEGIAN))
+    tiny = fixtures.TINY.model_copy(update={"head_refit": True})
+    tokenizer = train_tokenizer(texts, tiny.vocab_size, tiny.max_length)
+    write_remote_code(tmp_path, model_config(tiny, len(tokenizer)))
+    torch.manual_seed(0)
+    model = AutoModelForMaskedLM.from_config(AutoConfig.from_pretrained(tmp_path, trust_remote_code=True), trust_remote_code=True)
+    model.classifier.emb2vocab.weight = torch.nn.Parameter(model.classifier.emb2vocab.weight.detach().clone())
+    before, _ = pooled_raw_logits(model, tokenizer, texts, tiny.max_length)
+    scale, shift, _, _ = fit_token_affine(before, lexical_targets(tokenizer, texts, tiny.max_length), tiny.refit_absent_weight)
+    report = refit_output_head(model, tokenizer, texts, tiny)
+    assert report["refit_loss_end"] < 0.8 * report["refit_loss_start"]
+    after, _ = pooled_raw_logits(model, tokenizer, texts, tiny.max_length)
+    assert torch.allclose(after, scale * (before + shift), atol=1e-3, rtol=1e-4)
+    assert (scale != 1).any() and (scale > 0).all()

@@ -186,6 +186,8 @@ def test_csr_experiment_then_metrics_diff_and_plots(reproduced):
 def test_inference_free_experiment(reproduced):
     result = run(["dvc", "exp", "run", "-S", "model.architecture=inference-free-splade", "-S", "calibrate.max_ndcg_drop=0.01"], reproduced)
     assert stages_run(result) == ["validate", "inputs", "train", "calibrate", "evaluate", "publish"]
+    assert "Loading best model from" in result.stdout + result.stderr  # the best dev checkpoint loads (a Router's
+    assert "Could not load the best model" not in result.stdout + result.stderr  # remote code sits in a subfolder)
     modules = json.loads((reproduced / "models/release/modules.json").read_text())
     assert [m["type"].rsplit(".", 1)[-1] for m in modules] == ["Router", "SparsityFilter"]
     script = f"""

@@ -336,6 +336,79 @@ def regress_lexical(model, tokenizer, texts: list[str], params: BuiltinParams) -
             "lexical_loss_end": round(end, 4)}
 
 
+REFIT_SCALES = 2.0 ** torch.linspace(-2, 2, 17)  # a head row's scale: 1/4 ... 4
+REFIT_SHIFTS = torch.arange(-8.0, 8.0 + 1e-6, 0.5)  # its bias shift, in raw-logit units
+REFIT_TOP_ABSENT = 128  # the absent entries per token that the fit scores exactly (the rest: bounded by the last)
+
+
+@torch.no_grad()
+def fit_token_affine(pooled: torch.Tensor, targets: list[dict[int, float]],
+                     absent_weight: float) -> tuple[torch.Tensor, torch.Tensor, float, float]:
+    """Per vocabulary token ``t``: the scale ``s`` and shift ``d`` (from a grid) that minimise
+
+    ``sum_own (log1p(relu(s * (m + d))) - target)^2 + absent_weight * sum_absent log1p(relu(s * (m + d)))^2``,
+
+    divided by the number of texts that hold ``t``, where ``m`` is a text's pooled raw logit of ``t`` (``pooled``,
+    texts x vocabulary) and the targets are :func:`lexical_targets`. Per token, only the ``REFIT_TOP_ABSENT``
+    largest absent logits are scored one by one; each of the others is counted at the smallest of those, an
+    upper bound, so the fit never underrates the cost of firing where the text lacks the token. ``(1, 0)`` is on
+    the grid: no token ends worse off than before. Tokens that no text holds keep ``(1, 0)``.
+
+    Returns the scales, the shifts, and the mean loss over the tokens the texts hold after and before the fit.
+    """
+    n, vocab = pooled.shape
+    pairs = [(row, token, weight) for row, tokens in enumerate(targets) for token, weight in tokens.items()]
+    rows, cols = torch.tensor([p[0] for p in pairs]), torch.tensor([p[1] for p in pairs])
+    target = torch.tensor([p[2] for p in pairs], dtype=pooled.dtype)
+    own = pooled[rows, cols]
+    n_own = torch.bincount(cols, minlength=vocab).to(pooled.dtype)
+    absent = pooled.index_put((rows, cols), torch.tensor(float("-inf"), dtype=pooled.dtype))
+    k = min(REFIT_TOP_ABSENT, n)
+    absent = absent.topk(k, dim=0).values.T.clamp(min=-1e4)  # vocabulary x k, largest first
+    rest = (n - n_own - k).clamp(min=0)
+    best = torch.full((vocab,), float("inf"), dtype=pooled.dtype)
+    scale, shift = torch.ones(vocab, dtype=pooled.dtype), torch.zeros(vocab, dtype=pooled.dtype)
+    for s in REFIT_SCALES.tolist():
+        for d in REFIT_SHIFTS.tolist():
+            loss = torch.zeros(vocab, dtype=pooled.dtype).index_add_(0, cols, (torch.log1p(torch.relu(s * (own + d))) - target) ** 2)
+            fired = torch.log1p(torch.relu(s * (absent + d))) ** 2
+            loss += absent_weight * (fired.sum(dim=1) + rest * fired[:, -1])
+            loss /= n_own.clamp(min=1)
+            if s == 1.0 and d == 0.0:
+                before = loss.clone()
+            better = loss < best
+            best[better], scale[better], shift[better] = loss[better], s, d
+    held = n_own > 0
+    scale[~held], shift[~held] = 1.0, 0.0
+    return scale, shift, float(best[held].mean()), float(before[held].mean())
+
+
+@torch.no_grad()
+def refit_output_head(model, tokenizer, texts: list[str], params: BuiltinParams) -> dict:
+    """Rescale and shift each token's head row so its SPLADE weights fit :func:`lexical_targets` best
+    (:func:`fit_token_affine`).
+
+    The regression trains the whole model at one learning rate, so every token's weights move together: after
+    it, rare tokens still weigh too little against frequent ones, and many tokens fire a little in texts that
+    lack them. A per-token affine edit of the uncapped head, ``s * (logit + d)`` with ``s > 0``, commutes with
+    SPLADE's max over positions, so it can be fitted exactly on the pooled logits in seconds.
+    """
+    pooled, _ = pooled_raw_logits(model, tokenizer, texts, params.max_length)
+    targets = lexical_targets(tokenizer, texts, params.max_length)
+    scale, shift, loss, before = fit_token_affine(pooled, targets, params.refit_absent_weight)
+    head = model.classifier.emb2vocab
+    head.bias.copy_((scale * (head.bias + shift)).to(head.bias.dtype))
+    head.weight.mul_(scale.to(head.weight.dtype)[:, None])
+    weights = torch.log1p(torch.relu(scale * (pooled + shift)))
+    weights[:, tokenizer.all_special_ids] = 0
+    return {
+        "refit_loss_start": round(before, 4),
+        "refit_loss_end": round(loss, 4),
+        "refit_scale_median": round(float(scale.median()), 4),
+        "refit_active_dims_mean": round(float((weights > 0).sum(dim=1).float().mean()), 1),
+    }
+
+
 def build_builtin_model(texts: list[str], params: BuiltinParams, out: Path) -> dict:
     """Write a hub-like snapshot of the builtin model to ``out``; return a report."""
     from transformers import AutoConfig, AutoModelForMaskedLM
@@ -357,6 +430,8 @@ def build_builtin_model(texts: list[str], params: BuiltinParams, out: Path) -> d
     report |= calibrate_output_head(model, tokenizer, texts, params)
     if params.lexical_steps:
         report |= regress_lexical(model, tokenizer, texts, params)
+    if params.head_refit:
+        report |= refit_output_head(model, tokenizer, texts, params)
     # Written by hand, as the published NorBERT4 code cannot save_pretrained under transformers 5.
     save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"), metadata={"format": "pt"})
     tokenizer.save_pretrained(out)
