@@ -58,6 +58,11 @@ def distributed() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def gathered(params: Params) -> bool:
+    """Whether this run gathers in-batch negatives from several processes."""
+    return params.train.gather_across_devices and distributed()
+
+
 def launch_under_torchrun(nproc: int) -> None:
     """Run this stage again as ``nproc`` processes under torchrun (DDP), with the same arguments; exit with its status.
 
@@ -69,6 +74,12 @@ def launch_under_torchrun(nproc: int) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(sys.executable, command)
+
+
+def quiet_other_processes() -> None:
+    """Under torchrun, only the first process logs below WARNING: one process tells the story."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        logging.getLogger().setLevel(logging.WARNING)
 
 
 class _NoLive:
@@ -85,7 +96,7 @@ class _NoLive:
 def rank_zero_live(folder: Path, resume: bool):
     """dvclive on the first process only (resumed when the run resumes); a no-op on the others."""
     if int(os.environ.get("RANK", "0")) != 0:
-        logging.getLogger().setLevel(logging.WARNING)  # one process tells the story
+        quiet_other_processes()
         yield _NoLive()
         return
     from dvclive import Live
@@ -115,14 +126,27 @@ def select_precision(device: str, preference: str = "auto") -> str:
     return "fp32"
 
 
-def training_datasets(train: pd.DataFrame):
+def training_datasets(train: pd.DataFrame, same_columns: bool = False):
     """One dataset per source, so that batches never mix sources (and the sampler can balance them).
 
     A source whose rows only partly have a negative becomes two datasets:
     ``<source>`` (anchor, positive) and ``<source>+negatives`` (anchor, positive, negative).
+
+    ``same_columns`` (in-batch negatives gathered across processes): every dataset gets the same columns, the
+    negative only if every row has one. The processes of one step draw batches of different datasets and
+    gather each column's embeddings from one another; with a column more on one process than on another, the
+    gathers no longer pair up and training hangs.
     """
     from datasets import Dataset, DatasetDict
 
+    if same_columns:
+        columns = ["anchor", "positive", "negative"] if train["negative"].notna().all() else ["anchor", "positive"]
+        if len(columns) == 2 and train["negative"].notna().any():
+            log.warning("train.gather_across_devices: %d of %d training rows have a negative, not all; training on "
+                        "(anchor, positive) only, with the negatives of the other processes' batches",
+                        int(train["negative"].notna().sum()), len(train))
+        return DatasetDict({source: Dataset.from_pandas(rows[columns], preserve_index=False)
+                            for source, rows in train.groupby("source", sort=True)})
     parts = {}
     for source, rows in train.groupby("source", sort=True):
         with_negative = rows["negative"].notna()
@@ -210,6 +234,8 @@ def training_arguments(params: Params, output_dir: Path, device: str, precision:
         activation_checkpointing=t.gradient_checkpointing,
         activation_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
         dataloader_num_workers=t.dataloader_num_workers,
+        # gathered in-batch negatives need batches of one size on every process (all_gather pairs equal shapes)
+        dataloader_drop_last=gathered(params),
         dataloader_pin_memory=device == "cuda",
         ddp_backend=("gloo" if device == "cpu" else None) if distributed() else None,
         report_to="none",  # dvclive is attached explicitly (DvcLiveLogger), with our own metric names

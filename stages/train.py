@@ -17,8 +17,9 @@ from norsparse.checkpoints import CompleteMarker, finish_run, prepare_run_dir, r
 from norsparse.model_io import save_model
 from norsparse.params import Params
 from norsparse.stage import run_stage
-from norsparse.training import (DvcLiveLogger, distributed, ir_evaluator, launch_under_torchrun, rank_zero_live,
-                                select_device, select_precision, training_arguments, training_datasets, untrained_score)
+from norsparse.training import (DvcLiveLogger, distributed, gathered, ir_evaluator, launch_under_torchrun,
+                                quiet_other_processes, rank_zero_live, select_device, select_precision,
+                                training_arguments, training_datasets, untrained_score)
 
 log = logging.getLogger("norsparse.train")
 BASE, TRAIN, DEV = Path("models/base"), Path("data/prepared/train.parquet"), Path("data/prepared/dev")
@@ -28,6 +29,7 @@ CHECKPOINTS, LIVE = Path("models/checkpoints"), Path("metrics/train")
 def main(params: Params) -> None:
     if params.train.nproc_per_node > 1 and not distributed():
         launch_under_torchrun(params.train.nproc_per_node)  # does not return
+    quiet_other_processes()
     from sentence_transformers.sparse_encoder import SparseEncoderTrainer
 
     device = select_device(params.train.device)
@@ -36,7 +38,7 @@ def main(params: Params) -> None:
 
     # 1. Data: one dataset per source; the dev split in BEIR layout for evaluation.
     train = pd.read_parquet(TRAIN)
-    datasets = training_datasets(train)
+    datasets = training_datasets(train, same_columns=gathered(params))
     log.info("training data: %s", ", ".join(f"{name} {len(ds)}" for name, ds in datasets.items()))
     evaluator = ir_evaluator(DEV, params.train.batch_size)
 

@@ -109,11 +109,9 @@ def test_another_experiment_never_resumes_a_foreign_checkpoint(tmp_path):
     assert foreign not in [p.name for p in (repo / "models/checkpoints").iterdir()]  # dropped once B finished
 
 
-@pytest.mark.skipif(os.environ.get("NORSPARSE_TEST_DDP") != "1",
-                    reason="known to hang (issue 8): in CI on 2026-12-02 both gloo ranks sat idle at ~1% CPU for 10 "
-                           "minutes before checkpoint 3, a deadlock rather than a slow machine; "
-                           "run it with NORSPARSE_TEST_DDP=1")
 def test_two_processes_train_one_model_with_one_curve_and_resume(tmp_path):
+    # It hung until 2026-12-03: the two processes drew batches of different datasets, one with a negative column
+    # and one without, so their all_gathers of gathered in-batch negatives no longer paired up.
     # train.nproc_per_node=2: the stage relaunches itself under torchrun; on CPU the processes talk over gloo
     repo = make_repo(tmp_path / "ddp", {"train": {"epochs": 1, "max_steps": 12, "eval_steps": 3, "save_steps": 3,
                                                  "nproc_per_node": 2, "gather_across_devices": True}})

@@ -46,6 +46,11 @@ def test_one_dataset_per_source_split_by_negatives():
     assert set(datasets) == {"qa+negatives", "qa", "nli+negatives", "nli"}
     assert datasets["qa"].column_names == ["anchor", "positive"]
     assert datasets["qa+negatives"].column_names == ["anchor", "positive", "negative"]
+    # gathered across processes: every dataset has the same columns (else the processes' all_gathers do not pair)
+    same = training.training_datasets(train, same_columns=True)
+    assert set(same) == {"qa", "nli"} and {tuple(d.column_names) for d in same.values()} == {("anchor", "positive")}
+    full = training.training_datasets(train.fillna("n"), same_columns=True)
+    assert {tuple(d.column_names) for d in full.values()} == {("anchor", "positive", "negative")}
 
 
 def test_training_arguments_follow_params_and_device(tmp_path):
