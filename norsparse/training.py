@@ -96,7 +96,6 @@ class _NoLive:
 def rank_zero_live(folder: Path, resume: bool):
     """dvclive on the first process only (resumed when the run resumes); a no-op on the others."""
     if int(os.environ.get("RANK", "0")) != 0:
-        quiet_other_processes()
         yield _NoLive()
         return
     from dvclive import Live

@@ -370,7 +370,8 @@ def fit_token_affine(pooled: torch.Tensor, targets: list[dict[int, float]],
     scale, shift = torch.ones(vocab, dtype=pooled.dtype), torch.zeros(vocab, dtype=pooled.dtype)
     for s in REFIT_SCALES.tolist():
         for d in REFIT_SHIFTS.tolist():
-            loss = torch.zeros(vocab, dtype=pooled.dtype).index_add_(0, cols, (torch.log1p(torch.relu(s * (own + d))) - target) ** 2)
+            error = (torch.log1p(torch.relu(s * (own + d))) - target) ** 2
+            loss = torch.zeros(vocab, dtype=pooled.dtype).index_add_(0, cols, error)
             fired = torch.log1p(torch.relu(s * (absent + d))) ** 2
             loss += absent_weight * (fired.sum(dim=1) + rest * fired[:, -1])
             loss /= n_own.clamp(min=1)
