@@ -194,6 +194,42 @@ def hybrid_scores(qrels: dict, bm25_run: dict, model_run: dict, norm: str, metho
     return {name: round(float(value), 5) for name, value in scores.items()}
 
 
+def memoize_encodings(model):
+    """Make ``model.encode_query`` and ``model.encode_document`` remember each text's sparse vector.
+
+    The dev and test corpora of a source hold the same passages (every split's passages are the others'
+    distractors), and :func:`active_dims` encodes the texts that mteb has just encoded: each is encoded once.
+    Calls for anything but a list of texts as one sparse tensor (the default) pass through uncached.
+    """
+    import torch
+
+    def cached(encode, kind):
+        rows: dict[tuple, tuple] = {}
+
+        def encode_cached(inputs, prompt=None, **kwargs):
+            if isinstance(inputs, str) or not inputs or kwargs.get("convert_to_sparse_tensor", True) is not True \
+                    or not set(kwargs) <= {"batch_size", "show_progress_bar", "convert_to_sparse_tensor"}:
+                return encode(inputs, prompt=prompt, **kwargs)
+            prompt = model.prompts.get(kind, "") if prompt is None else prompt  # what encode_query/_document apply
+            missing = list(dict.fromkeys(text for text in inputs if (prompt, text) not in rows))
+            if missing:
+                new = encode(missing, prompt=prompt, **kwargs).coalesce().to_sparse_csr()
+                crow, col, values = new.crow_indices(), new.col_indices(), new.values()
+                for i, text in enumerate(missing):
+                    rows[prompt, text] = (col[crow[i]:crow[i + 1]], values[crow[i]:crow[i + 1]])
+            picked = [rows[prompt, text] for text in inputs]
+            columns = torch.cat([c for c, _ in picked])
+            row_of = torch.repeat_interleave(torch.arange(len(picked), device=columns.device),
+                                             torch.tensor([len(c) for c, _ in picked], device=columns.device))
+            return torch.sparse_coo_tensor(torch.stack([row_of, columns]), torch.cat([v for _, v in picked]),
+                                           (len(picked), model.get_embedding_dimension()), check_invariants=False).coalesce()
+        return encode_cached
+
+    model.encode_query = cached(model.encode_query, "query")
+    model.encode_document = cached(model.encode_document, "document")
+    return model
+
+
 def active_dims(model, queries: list[str], documents: list[str], batch_size: int) -> dict[str, float]:
     """Mean non-zero dimensions of the query and document vectors the model emits for these texts."""
     queries = model.encode_query(queries, batch_size=batch_size, convert_to_sparse_tensor=True)

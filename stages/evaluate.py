@@ -13,8 +13,8 @@ from pathlib import Path
 from norsparse.architectures import splade_encoder
 from norsparse.atomic import write_json
 from norsparse.beir import load_beir
-from norsparse.evaluation import (active_dims, beir_task, bm25_scores, hybrid_scores, model_fingerprint, mteb_scores,
-                                  mteb_task, task_split, task_units, tune_fusion)
+from norsparse.evaluation import (active_dims, beir_task, bm25_scores, hybrid_scores, memoize_encodings, model_fingerprint,
+                                  mteb_scores, mteb_task, task_split, task_units, tune_fusion)
 from norsparse.model_io import load_model
 from norsparse.params import Params
 from norsparse.stage import run_stage
@@ -40,7 +40,7 @@ def main(params: Params) -> None:
     device = select_device(params.train.device)
 
     systems, runs = {}, {}
-    model = load_model(MODEL, device=device)
+    model = memoize_encodings(load_model(MODEL, device=device))  # dev and test share their passages: encoded once
     run_name = f"norsparse-{params.model.architecture}-{model_fingerprint(MODEL)}"
     systems["model"], runs["model"] = mteb_scores(model, list(tasks.values()), run_name, p.batch_size)
     for unit in units:
@@ -56,7 +56,7 @@ def main(params: Params) -> None:
                                                  p.hybrid.method, fusion) for unit in units}
         report["fusion"] = {"method": p.hybrid.method, "norm": p.hybrid.norm, "tuned_on": "dev", **fusion}
     if p.compare_base_model:
-        base = splade_encoder(BASE, params.train.max_seq_length).to(device)
+        base = memoize_encodings(splade_encoder(BASE, params.train.max_seq_length).to(device))
         systems["base_model"], _ = mteb_scores(base, list(tasks.values()), f"norsparse-base-{model_fingerprint(BASE)}", p.batch_size)
         for unit in units:
             systems["base_model"][unit] |= active_dims(base, *texts[unit], p.batch_size)

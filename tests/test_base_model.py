@@ -268,3 +268,64 @@ def test_head_refit_lowers_its_loss_and_edits_the_head_exactly(tmp_path):
     after, _ = pooled_raw_logits(model, tokenizer, texts, tiny.max_length)
     assert torch.allclose(after, scale * (before + shift), atol=1e-3, rtol=1e-4)
     assert (scale != 1).any() and (scale > 0).all()
+
+
+def test_sparse_pooled_weights_match_the_dense_computation_and_its_gradient(tmp_path):
+    """The lexical regression's shortcut (one head dot product per active or own entry, at the position that wins
+    the max) gives the same pooled SPLADE weights and the same gradient, for every parameter of the builtin model,
+    as ``max_i log1p(relu(head(h_i)))`` computed in full."""
+    from transformers import AutoConfig, AutoModelForMaskedLM
+
+    from norsparse.base_model.builtin import head_features, model_config, sparse_pooled_weights, write_remote_code
+
+    texts = sorted(set(fixtures.NORWEGIAN))[:6]
+    tokenizer = train_tokenizer(texts, fixtures.TINY.vocab_size, fixtures.TINY.max_length)
+    write_remote_code(tmp_path, model_config(fixtures.TINY, len(tokenizer)))
+    torch.manual_seed(0)
+    model = AutoModelForMaskedLM.from_config(AutoConfig.from_pretrained(tmp_path, trust_remote_code=True), trust_remote_code=True)
+    model.classifier.emb2vocab.weight = torch.nn.Parameter(model.classifier.emb2vocab.weight.detach().clone())
+    model.eval()  # no dropout: both computations see the same hidden states
+    encoded = tokenizer(texts, padding=True, return_tensors="pt")
+    real = encoded["attention_mask"][:, 1:].bool()
+    special = torch.tensor(tokenizer.all_special_ids)
+    keep = torch.zeros(len(texts), len(tokenizer), dtype=torch.bool)
+    keep.scatter_(1, encoded["input_ids"][:, 1:], True)
+    target = torch.rand(keep.shape) * keep
+
+    def loss_and_grads(weights_of):
+        model.zero_grad()
+        hidden, _ = model.get_contextualized_embeddings(encoded["input_ids"], encoded["attention_mask"])
+        weights = weights_of(hidden[:, :-1])
+        (((weights - target) ** 2) * keep + 0.1 * weights ** 2 * ~keep).sum().backward()
+        return weights.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    dense, dense_grads = loss_and_grads(lambda h: torch.log1p(torch.relu(model.classifier(h).masked_fill(~real[..., None], -1e4)))
+                                        .amax(dim=1).index_fill(1, special, 0.0))
+    sparse, sparse_grads = loss_and_grads(lambda h: sparse_pooled_weights(model.classifier.emb2vocab, head_features(model.classifier, h),
+                                                                          real, keep, special))
+    assert (dense > 0).sum() > 20 and ((dense > 0) & ~keep).any()  # active entries, own and not
+    assert torch.allclose(sparse, dense, atol=1e-5)
+    assert dense_grads.keys() == sparse_grads.keys()
+    for name, grad in dense_grads.items():
+        assert torch.allclose(sparse_grads[name], grad, atol=1e-5, rtol=1e-4), name
+
+
+def test_pretraining_loss_is_the_models_own_masked_lm_loss(tmp_path):
+    """The builtin pre-training computes GptBertForMaskedLM's own loss (capped logits, shifted labels) at the
+    labelled positions only; it must stay equal to what the remote code's forward returns."""
+    from transformers import AutoConfig, AutoModelForMaskedLM, DataCollatorForLanguageModeling
+
+    from norsparse.base_model.builtin import all_position_labels, masked_lm_loss, model_config, write_remote_code
+
+    texts = sorted(set(fixtures.NORWEGIAN))[:8]
+    tokenizer = train_tokenizer(texts, fixtures.TINY.vocab_size, fixtures.TINY.max_length)
+    write_remote_code(tmp_path, model_config(fixtures.TINY, len(tokenizer)))
+    torch.manual_seed(0)
+    model = AutoModelForMaskedLM.from_config(AutoConfig.from_pretrained(tmp_path, trust_remote_code=True), trust_remote_code=True)
+    model.eval()
+    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15, seed=0)
+    batch = collator([{"input_ids": ids} for ids in tokenizer(texts)["input_ids"]])
+    labels = all_position_labels(batch, tokenizer)
+    assert (labels == -100).any() and (labels != -100).sum() > 20
+    own = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels).loss
+    assert torch.allclose(masked_lm_loss(model, batch["input_ids"], batch["attention_mask"], labels), own, atol=1e-5)

@@ -8,7 +8,7 @@ import fixtures
 from norsparse.architectures import build_model
 from norsparse.base_model.patching import patch_base_model
 from norsparse.beir import DataError
-from norsparse.evaluation import active_dims, beir_task, bm25_scores, mteb_scores, task_name
+from norsparse.evaluation import active_dims, beir_task, bm25_scores, memoize_encodings, mteb_scores, task_name
 from norsparse.params import parse_params
 
 
@@ -54,6 +54,29 @@ def test_active_dims_count_what_the_model_emits(beir_folder, models):
     dims = active_dims(models[0], list(data.queries.values()), list(data.documents().values()), 16)
     assert 0 < dims["query_active_dims"] < models[0].get_embedding_dimension()
     assert 0 < dims["document_active_dims"] < models[0].get_embedding_dimension()
+
+
+def test_memoized_encodings_are_the_models_own_and_each_text_is_encoded_once(beir_folder, models):
+    import copy
+
+    import torch
+
+    data = load_beir(beir_folder)
+    queries, documents = list(data.queries.values()), list(data.documents().values())
+    plain = models[0]
+    model = memoize_encodings(copy.deepcopy(plain))
+    task = lambda: beir_task(beir_folder, "FixtureTask")  # noqa: E731
+    assert mteb_scores(model, [task()], "cached", 16)[0] == mteb_scores(plain, [task()], "plain", 16)[0]
+    encoded = []
+    model.forward = lambda features, **kw: encoded.append(len(features["input_ids"])) or type(plain).forward(model, features, **kw)
+    again = model.encode_document(documents[::-1] + documents[:2], batch_size=16)
+    assert encoded == []  # every text came from the cache
+    expected = plain.encode_document(documents[::-1] + documents[:2], batch_size=16)
+    assert torch.equal(again.to_dense(), expected.to_dense())
+    assert active_dims(model, queries, documents, 16) == active_dims(plain, queries, documents, 16)
+    assert encoded == []
+    model.encode_query(["et nytt spørsmål", queries[0]], batch_size=16)
+    assert encoded == [1]  # only the unseen text
 
 
 def test_task_names_are_stable_and_valid(tmp_path):
