@@ -289,13 +289,50 @@ def check_tasks(tasks: list[str]) -> list[Path]:
 
 # ---------------------------------------------------------------------------------------------- per stage
 
-def stage_fingerprints(params: Params) -> dict[str, dict]:
-    """For each stage that reads local inputs outside its deps: name -> content hash (no paths: they are params)."""
+def stage_inputs(params: Params) -> dict[str, dict[str, Path]]:
+    """Check every local input named in params; return, per stage that reads them, each one's path by name."""
     sources = check_sources(params.data.sources)
     base = check_base_model(params.model)
     tasks = check_tasks(params.evaluate.tasks)
     return {
-        "prepare": {"sources": {name: (fingerprint(path) if path else "hub") for name, path in sources.items()}},
-        "patch": {"base_model": fingerprint(base) if base else params.model.base_model if params.model.base_model == BUILTIN_BASE_MODEL else "hub"},
-        "evaluate": {"tasks": {Path(t).name: fingerprint(t) for t in map(str, tasks)}},
+        "prepare": {name: path for name, path in sources.items() if path is not None},
+        "patch": {"base_model": base} if base is not None else {},
+        "evaluate": {folder.name: folder for folder in tasks},
     }
+
+
+def stage_fingerprints(params: Params, local: dict[str, dict[str, Path]]) -> dict[str, dict]:
+    """For each stage that reads local inputs outside its deps: name -> content hash (no paths: they are params).
+
+    ``local`` is :func:`stage_inputs`; hub sources and hub base models are named ``hub``.
+    """
+    prepare = local["prepare"]
+    base = local["patch"].get("base_model")
+    return {
+        "prepare": {"sources": {spec.name: fingerprint(prepare[spec.name]) if spec.name in prepare else "hub"
+                                for spec in params.data.sources}},
+        "patch": {"base_model": fingerprint(base) if base else params.model.base_model if params.model.base_model == BUILTIN_BASE_MODEL else "hub"},
+        "evaluate": {"tasks": {name: fingerprint(folder) for name, folder in local["evaluate"].items()}},
+    }
+
+
+def mirror_links(folder: Path, named: dict[str, Path]) -> None:
+    """Fill the empty ``folder`` with a symbolic link to every file of each named input: ``<name>`` for a file,
+    ``<name>/<relative path>`` for each visible file of a folder, and ``index.json`` (name -> file or folder).
+
+    A stage that lists ``folder`` in its deps is then one DVC hashes by the inputs' contents (DVC follows a
+    link to a file, not to a folder): ``dvc status`` sees an edit of an input outside the project at once.
+    """
+    index = {}
+    for name, path in sorted(named.items()):
+        path = Path(path).resolve()
+        if path.is_file():
+            (folder / name).symlink_to(path)
+            index[name] = "file"
+            continue
+        index[name] = "folder"
+        for file in sorted(p for p in path.rglob("*") if p.is_file() and _visible(p, path)):
+            link = folder / name / file.relative_to(path)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(file)
+    (folder / "index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n", encoding="utf-8")

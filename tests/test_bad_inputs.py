@@ -68,7 +68,8 @@ def fake_pipeline_repo(repo: Path) -> Path:
                        "data/prepared/test/corpus.jsonl": "{}\n", "models/base/config.json": "{}\n",
                        "models/trained/modules.json": "[]\n", "models/calibrated/modules.json": "[]\n",
                        "models/release/README.md": "# release\n", "metrics/train/metrics.json": "{\"step\": 1}\n",
-                       "models/checkpoints/0123456789abcdef/run.json": "{}\n"}.items():
+                       "models/checkpoints/0123456789abcdef/run.json": "{}\n",
+                       **{f"data/checks/links/{stage}/index.json": "{}\n" for stage in ("prepare", "patch", "evaluate")}}.items():
         (repo / name).parent.mkdir(parents=True, exist_ok=True)
         (repo / name).write_text(text)
     git(repo, "init", "-q")
