@@ -329,3 +329,25 @@ def test_pretraining_loss_is_the_models_own_masked_lm_loss(tmp_path):
     assert (labels == -100).any() and (labels != -100).sum() > 20
     own = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels).loss
     assert torch.allclose(masked_lm_loss(model, batch["input_ids"], batch["attention_mask"], labels), own, atol=1e-5)
+
+
+def test_lexical_gap_benchmark_scores_the_builds_own_targets():
+    """benchmarks/lexical_gap.py compares a model with the same sqrt(BM25) weights the build regresses onto."""
+    import importlib.util
+    from collections import Counter
+
+    from conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("lexical_gap", ROOT / "benchmarks/lexical_gap.py")
+    gap = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gap)
+    texts = sorted(set(fixtures.NORWEGIAN))
+    tokenizer = train_tokenizer(texts, fixtures.TINY.vocab_size, 64)
+    counts = gap.token_counts(tokenizer, texts)
+    df = Counter(t for count in counts for t in count)
+    average = sum(sum(c.values()) for c in counts) / len(counts)
+    matrix = gap.bm25_matrix(counts, df, len(counts), average, len(tokenizer), sqrt=True)
+    targets = lexical_targets(tokenizer, texts, 64)
+    for row, target in enumerate(targets):
+        assert set(matrix[row].nonzero()[0]) == set(target)
+        assert all(abs(matrix[row, t] - w) < 1e-5 for t, w in target.items())
