@@ -38,12 +38,16 @@ def _visible(path: Path, root: Path) -> bool:
     return not any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
+def input_files(path: Path) -> list[Path]:
+    """The file itself, or a folder's visible files (hidden ones skipped) in sorted order."""
+    return [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file() and _visible(p, path))
+
+
 def fingerprint(path: str | Path) -> str:
     """sha256 over a file's bytes, or over a folder's file names and bytes (hidden files skipped)."""
     path = Path(path)
     digest = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file() and _visible(p, path))
-    for file in files:
+    for file in input_files(path):
         digest.update(file.relative_to(path).as_posix().encode() if file != path else b"")
         digest.update(b"\0")
         with file.open("rb") as handle:
@@ -331,7 +335,7 @@ def mirror_links(folder: Path, named: dict[str, Path]) -> None:
             index[name] = "file"
             continue
         index[name] = "folder"
-        for file in sorted(p for p in path.rglob("*") if p.is_file() and _visible(p, path)):
+        for file in input_files(path):
             link = folder / name / file.relative_to(path)
             link.parent.mkdir(parents=True, exist_ok=True)
             link.symlink_to(file)
